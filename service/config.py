@@ -1,0 +1,181 @@
+"""Settings, read once from `TMWS_*` environment variables into typed objects and passed in.
+
+Nothing below this module reads `os.environ`. A malformed value fails at once with a
+`ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_STATE_DIR = Path(".tmws")
+DEFAULT_POOL_MIN = 10
+DEFAULT_POOL_MAX = 30
+DEFAULT_POOL_ACQUIRE_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS_PER_AGENT = 10
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+DEFAULT_RATE_PER_S = 200.0
+DEFAULT_RATE_BURST = 400
+DEFAULT_HEARTBEAT_S = 20.0
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+DEFAULT_PATTERNS_PATH = Path(__file__).resolve().parent.parent / "configs" / "patterns.yaml"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str | None = None
+    pool_min: int = DEFAULT_POOL_MIN
+    pool_max: int = DEFAULT_POOL_MAX
+    acquire_timeout_s: float = DEFAULT_POOL_ACQUIRE_TIMEOUT_S
+    vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
+
+    def __post_init__(self) -> None:
+        if self.pool_min < 1 or self.pool_min > self.pool_max:
+            raise ConfigError(
+                f"TMWS_POOL_MIN={self.pool_min} must be >= 1 and <= TMWS_POOL_MAX={self.pool_max}"
+            )
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_connections_per_agent: int = DEFAULT_MAX_CONNECTIONS_PER_AGENT
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    rate_burst: int = DEFAULT_RATE_BURST
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    mode: Literal["strict", "eventual"] = "strict"
+    l1_max_entries: int = 10_000
+    default_ttl_s: float = 300.0
+    #: Test flag: skip publishing invalidations, so the coherency checker can be shown to fail.
+    skip_invalidation_publish: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    instance_id: str = field(default_factory=lambda: f"tmws-{uuid.uuid4().hex[:8]}")
+    redis_url: str | None = None
+    auth_secret: str | None = None
+    environment: str = "development"
+    state_dir: Path = DEFAULT_STATE_DIR
+    patterns_path: Path = DEFAULT_PATTERNS_PATH
+    llm_url: str | None = None
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_secret)
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        """A copy pointing at the given servers (used once the embedded default is up)."""
+        return replace(self, redis_url=redis_url, database=replace(self.database, url=database_url))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every `TMWS_*` variable; unknown values fail naming the variable."""
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        return cls(
+            host=r.str("TMWS_HOST", DEFAULT_HOST),
+            port=r.int("TMWS_PORT", DEFAULT_PORT),
+            instance_id=r.str("TMWS_INSTANCE_ID", "") or f"tmws-{uuid.uuid4().hex[:8]}",
+            redis_url=r.str("TMWS_REDIS_URL", "") or None,
+            auth_secret=r.str("TMWS_AUTH_SECRET", "") or None,
+            environment=r.str("TMWS_ENVIRONMENT", "development"),
+            state_dir=Path(r.str("TMWS_STATE_DIR", str(DEFAULT_STATE_DIR))),
+            patterns_path=Path(r.str("TMWS_PATTERNS_PATH", str(DEFAULT_PATTERNS_PATH))),
+            llm_url=r.str("TMWS_LLM_URL", "") or None,
+            database=DatabaseSettings(
+                url=r.str("TMWS_DATABASE_URL", "") or None,
+                pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),
+                pool_max=r.int("TMWS_POOL_MAX", DEFAULT_POOL_MAX),
+                acquire_timeout_s=r.float("TMWS_POOL_ACQUIRE_TIMEOUT", DEFAULT_POOL_ACQUIRE_TIMEOUT_S),
+                vector_index=r.choice("TMWS_VECTOR_INDEX", "hnsw", ("hnsw", "ivfflat")),  # type: ignore[arg-type]
+            ),
+            limits=LimitSettings(
+                max_connections_per_agent=r.int(
+                    "TMWS_MAX_CONNECTIONS_PER_AGENT", DEFAULT_MAX_CONNECTIONS_PER_AGENT
+                ),
+                max_frame_bytes=r.int("TMWS_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES),
+                rate_per_s=r.float("TMWS_RATE_PER_S", DEFAULT_RATE_PER_S),
+                rate_burst=r.int("TMWS_RATE_BURST", DEFAULT_RATE_BURST),
+                heartbeat_s=r.float("TMWS_HEARTBEAT_S", DEFAULT_HEARTBEAT_S),
+                idle_timeout_s=r.float("TMWS_IDLE_TIMEOUT_S", DEFAULT_IDLE_TIMEOUT_S),
+            ),
+            cache=CacheSettings(
+                mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
+                l1_max_entries=r.int("TMWS_L1_MAX_ENTRIES", 10_000),
+                default_ttl_s=r.float("TMWS_CACHE_TTL_S", 300.0),
+                skip_invalidation_publish=r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False),
+            ),
+        )
+
+
+class _Reader:
+    """Typed reads of environment variables with errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def str(self, name: str, default: str) -> str:
+        return self._env.get(name, default).strip()
+
+    def int(self, name: str, default: int) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        if value < 0:
+            raise ConfigError(f"{name}={raw!r} must not be negative")
+        return value
+
+    def float(self, name: str, default: float) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+        if value < 0:
+            raise ConfigError(f"{name}={raw!r} must not be negative")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.str(name, default) or default
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+        return value
