@@ -1,0 +1,235 @@
+"""Named criteria: one plan success criterion with its threshold, measured value and verdict.
+
+A `Criterion` is plain data so reports (JUnit, JSON, Markdown, HTML, terminal) all render the same
+list. Builders compare a measured number with a threshold; a measured value of `None` (nothing to
+measure, e.g. no reads in the run) yields a *skipped* criterion rather than a silent pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One checked success criterion of the integration test plan."""
+
+    name: str
+    description: str
+    threshold: str
+    measured: float | str | None
+    passed: bool
+    critical: bool = True
+    unit: str = ""
+    section: str = ""
+    skipped: bool = False
+    # Which metrics.json key this criterion judges (lets the terminal box show ✓/✗ per metric).
+    metric: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.skipped
+
+    def measured_text(self) -> str:
+        """The measured value formatted with its unit."""
+        if self.measured is None:
+            return "n/a"
+        if isinstance(self.measured, float):
+            text = f"{self.measured:.4g}" if abs(self.measured) < 1e6 else f"{self.measured:.0f}"
+        else:
+            text = str(self.measured)
+        return f"{text}{self.unit}" if self.unit else text
+
+    def message(self) -> str:
+        """`threshold vs measured` line used in failure messages."""
+        verdict = "SKIPPED" if self.skipped else ("PASS" if self.passed else "FAIL")
+        return f"{verdict}: {self.name}: expected {self.threshold}, measured {self.measured_text()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(
+    name: str,
+    measured: float | None,
+    threshold: float,
+    symbol: str,
+    ok: bool,
+    *,
+    description: str,
+    critical: bool,
+    unit: str,
+    section: str,
+    metric: str | None,
+) -> Criterion:
+    skipped = measured is None or (isinstance(measured, float) and math.isnan(measured))
+    return Criterion(
+        name=name,
+        description=description,
+        threshold=f"{symbol} {threshold:g}{unit}",
+        measured=None if skipped else float(measured),  # type: ignore[arg-type]
+        passed=ok and not skipped,
+        critical=critical,
+        unit=unit,
+        section=section,
+        skipped=skipped,
+        metric=metric,
+    )
+
+
+def at_least(
+    name: str,
+    measured: float | None,
+    threshold: float,
+    *,
+    description: str = "",
+    critical: bool = True,
+    unit: str = "",
+    section: str = "",
+    metric: str | None = None,
+    strict: bool = False,
+) -> Criterion:
+    """measured >= threshold (or > with strict=True)."""
+    ok = measured is not None and (measured > threshold if strict else measured >= threshold)
+    symbol = ">" if strict else "≥"
+    return _check(
+        name,
+        measured,
+        threshold,
+        symbol,
+        ok,
+        description=description,
+        critical=critical,
+        unit=unit,
+        section=section,
+        metric=metric,
+    )
+
+
+def at_most(
+    name: str,
+    measured: float | None,
+    threshold: float,
+    *,
+    description: str = "",
+    critical: bool = True,
+    unit: str = "",
+    section: str = "",
+    metric: str | None = None,
+    strict: bool = False,
+) -> Criterion:
+    """measured <= threshold (or < with strict=True)."""
+    ok = measured is not None and (measured < threshold if strict else measured <= threshold)
+    symbol = "<" if strict else "≤"
+    return _check(
+        name,
+        measured,
+        threshold,
+        symbol,
+        ok,
+        description=description,
+        critical=critical,
+        unit=unit,
+        section=section,
+        metric=metric,
+    )
+
+
+def equals(
+    name: str,
+    measured: float | None,
+    expected: float,
+    *,
+    description: str = "",
+    critical: bool = True,
+    unit: str = "",
+    section: str = "",
+    metric: str | None = None,
+) -> Criterion:
+    """measured == expected (counts of violations: expected 0)."""
+    ok = measured is not None and measured == expected
+    return _check(
+        name,
+        measured,
+        expected,
+        "=",
+        ok,
+        description=description,
+        critical=critical,
+        unit=unit,
+        section=section,
+        metric=metric,
+    )
+
+
+def holds(
+    name: str,
+    ok: bool,
+    *,
+    measured: str,
+    expectation: str,
+    description: str = "",
+    critical: bool = True,
+    section: str = "",
+) -> Criterion:
+    """A boolean fact (e.g. 'error message names the database') with its evidence."""
+    return Criterion(
+        name=name,
+        description=description,
+        threshold=expectation,
+        measured=measured,
+        passed=ok,
+        critical=critical,
+        section=section,
+    )
+
+
+def skipped(name: str, reason: str, *, section: str = "", critical: bool = True) -> Criterion:
+    """A criterion that could not be judged in this run (reason given as the measured text)."""
+    return Criterion(
+        name=name,
+        description=reason,
+        threshold="n/a",
+        measured=reason,
+        passed=False,
+        critical=critical,
+        section=section,
+        skipped=True,
+    )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Totals over a list of criteria."""
+
+    total: int
+    passed: int
+    failed: int
+    skipped: int
+    critical_failed: int
+
+    @property
+    def pass_rate(self) -> float:
+        judged = self.passed + self.failed
+        return self.passed / judged if judged else 1.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no criterion failed (skipped ones do not fail a run)."""
+        return self.failed == 0
+
+
+def tally(criteria: list[Criterion]) -> Tally:
+    """Count passed, failed, skipped and failed-critical criteria."""
+    passed = sum(1 for c in criteria if c.passed and not c.skipped)
+    skipped_n = sum(1 for c in criteria if c.skipped)
+    failed = [c for c in criteria if c.failed]
+    return Tally(
+        total=len(criteria),
+        passed=passed,
+        failed=len(failed),
+        skipped=skipped_n,
+        critical_failed=sum(1 for c in failed if c.critical),
+    )

@@ -1,0 +1,31 @@
+"""The parts one running server is made of, built once in the app's lifespan and passed down."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.config import Settings
+from service.embedding import Embedder
+from service.tools.registry import ToolRegistry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    tools: ToolRegistry
+    embedder: Embedder
+    #: service.store.db.Database (None only in transport-level tests)
+    db: Any = None
+    #: redis.asyncio.Redis client (None only in transport-level tests)
+    redis: Any = None
+    #: service.cache (two-tier coherent cache); None until the cache layer is wired in
+    cache: Any = None
+    #: service.sessions.SessionRegistry
+    sessions: Any = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def instance_id(self) -> str:
+        return self.settings.instance_id
