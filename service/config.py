@@ -108,7 +108,9 @@ class Settings:
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),
                 pool_max=r.int("TMWS_POOL_MAX", DEFAULT_POOL_MAX),
-                acquire_timeout_s=r.float("TMWS_POOL_ACQUIRE_TIMEOUT", DEFAULT_POOL_ACQUIRE_TIMEOUT_S),
+                acquire_timeout_s=r.float(
+                    "TMWS_POOL_ACQUIRE_TIMEOUT", DEFAULT_POOL_ACQUIRE_TIMEOUT_S
+                ),
                 vector_index=r.choice("TMWS_VECTOR_INDEX", "hnsw", ("hnsw", "ivfflat")),  # type: ignore[arg-type]
             ),
             limits=LimitSettings(

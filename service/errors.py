@@ -42,7 +42,11 @@ class TMWSError(Exception):
 
     def to_error_object(self) -> dict[str, Any]:
         """The JSON-RPC 2.0 `error` member for this exception."""
-        return {"code": self.code, "message": self.message, "data": {"reason": self.reason, **self.data}}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "data": {"reason": self.reason, **self.data},
+        }
 
 
 class ProtocolError(TMWSError):

@@ -24,6 +24,12 @@ class Services:
     cache: Any = None
     #: service.sessions.SessionRegistry
     sessions: Any = None
+    #: service.patterns.engine.PatternEngine
+    patterns: Any = None
+    #: service.llm backend used by the LLM fallback route
+    llm: Any = None
+    #: embedded servers this process started and must stop (None when given URLs)
+    owned_infra: Any = None
     started_at: float = field(default_factory=time.time)
 
     @property

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from service.infra.embedded import EmbeddedInfra  # noqa: E402
+from service.infra.embedded import EmbeddedInfra
 
 
 @dataclass(frozen=True)

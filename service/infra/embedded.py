@@ -179,7 +179,9 @@ class PostgresServer:
         )  # fmt: skip
 
     def _ensure_database(self) -> None:
-        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname='{DATABASE_NAME}'")
+        exists = self._psql(
+            "postgres", f"SELECT 1 FROM pg_database WHERE datname='{DATABASE_NAME}'"
+        )
         if exists.strip() != "1":
             self._psql("postgres", f"CREATE DATABASE {DATABASE_NAME}")
         self._psql(DATABASE_NAME, "CREATE EXTENSION IF NOT EXISTS vector")
@@ -281,7 +283,9 @@ class EmbeddedInfra:
         return self.redis.url
 
     @classmethod
-    def create(cls, state_dir: Path, pg_port: int | None = None, redis_port: int | None = None) -> EmbeddedInfra:
+    def create(
+        cls, state_dir: Path, pg_port: int | None = None, redis_port: int | None = None
+    ) -> EmbeddedInfra:
         """Servers for `state_dir`, reusing the ports recorded there if any."""
         state_dir = state_dir.resolve()
         recorded = read_infra_file(state_dir) or {}

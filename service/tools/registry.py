@@ -109,7 +109,9 @@ class ToolRegistry:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "params"
-            raise InvalidParams(f"invalid params for {name!r}: {where}: {first['msg']}", field=where) from None
+            raise InvalidParams(
+                f"invalid params for {name!r}: {where}: {first['msg']}", field=where
+            ) from None
 
     async def call(self, name: str, arguments: Any, ctx: CallContext) -> dict[str, Any]:
         """Validate and run one tool; errors propagate as `TMWSError` subclasses."""

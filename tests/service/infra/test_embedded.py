@@ -44,5 +44,7 @@ def test_stop_leaves_no_server_processes(tmp_path) -> None:
     embedded.destroy()
     import psutil
 
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    alive = [
+        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
     assert alive == []

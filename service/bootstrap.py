@@ -1,0 +1,156 @@
+"""Builds a running server's parts from settings, and takes them down again.
+
+URLs come from settings; without them the embedded default is started (or found running under
+the state folder, e.g. after `tmws infra up`). Servers this process started, it also stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from service import __version__
+from service.config import Settings
+from service.embedding import Embedder
+from service.services import Services
+from service.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+def resolve_urls(settings: Settings, *, start: bool = True) -> tuple[str, str, Any]:
+    """(database_url, redis_url, embedded infra this call started or None)."""
+    if settings.database.url and settings.redis_url:
+        return settings.database.url, settings.redis_url, None
+    from service.infra.embedded import EmbeddedInfra, InfraError, read_infra_file
+
+    state_dir = settings.state_dir.resolve()
+    infra = EmbeddedInfra.create(state_dir)
+    recorded = read_infra_file(state_dir)
+    already_up = recorded is not None and infra.postgres.running() and infra.redis.running()
+    owned = None
+    if not already_up:
+        if not start:
+            raise InfraError(
+                f"no database URL given and no embedded servers running under {state_dir} "
+                "(set TMWS_DATABASE_URL or run `tmws infra up`)"
+            )
+        infra = EmbeddedInfra.start(state_dir)
+        owned = infra
+    return (
+        settings.database.url or infra.database_url,
+        settings.redis_url or infra.redis_url,
+        owned,
+    )
+
+
+def build_tool_registry() -> ToolRegistry:
+    """Every tool the server exposes, over WebSocket JSON-RPC and MCP alike."""
+    from service.tools.agent_tools import register_agent_tools
+    from service.tools.cache_tools import register_cache_tools
+    from service.tools.memory_tools import register_memory_tools
+    from service.tools.pattern_tools import register_pattern_tools
+    from service.tools.task_tools import register_task_tools
+    from service.tools.workflow_tools import register_workflow_tools
+
+    registry = ToolRegistry()
+    for register in (
+        register_memory_tools,
+        register_task_tools,
+        register_workflow_tools,
+        register_agent_tools,
+        register_cache_tools,
+        register_pattern_tools,
+    ):
+        register(registry)
+    return registry
+
+
+async def start_services(settings: Settings) -> Services:
+    """Connect to (or start) PostgreSQL and Redis, migrate, load the model and patterns."""
+    from service.cache.coherent import CoherentCache
+    from service.patterns.engine import build_pattern_engine
+    from service.sessions import SessionRegistry
+    from service.store import migrate
+    from service.store.db import Database
+
+    started = time.monotonic()
+    database_url, redis_url, owned = await asyncio.to_thread(resolve_urls, settings)
+    settings = settings.with_urls(database_url, redis_url)
+    try:
+        await migrate.migrate(database_url, settings.state_dir.resolve() / "backups")
+        embedder = Embedder()
+        await embedder.warm_up()
+        db = await Database.connect(settings.database)
+        cache = await CoherentCache.start(redis_url, settings.cache, settings.instance_id)
+        services = Services(
+            settings=settings,
+            tools=build_tool_registry(),
+            embedder=embedder,
+            db=db,
+            cache=cache,
+            sessions=SessionRegistry(settings.limits.max_connections_per_agent),
+        )
+        services.patterns = await build_pattern_engine(settings, embedder)
+        services.owned_infra = owned
+    except BaseException:
+        if owned is not None:
+            await asyncio.to_thread(owned.stop)
+        raise
+    log.info(
+        "TMWS %s instance %s ready in %.1fs (db %s, redis %s, auth %s)",
+        __version__,
+        settings.instance_id,
+        time.monotonic() - started,
+        _redact(database_url),
+        redis_url,
+        "enabled" if settings.auth_enabled else "DISABLED: open server, local use only",
+    )
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    """Close pools and connections; stop embedded servers this process started."""
+    if services.cache is not None:
+        await services.cache.close()
+    if services.db is not None:
+        await services.db.close()
+    if services.owned_infra is not None:
+        await asyncio.to_thread(services.owned_infra.stop)
+
+
+async def health(services: Services) -> dict[str, Any]:
+    """Status of each dependency, breaker states, pool and cache figures."""
+    db_status = "unknown"
+    if services.db is not None:
+        try:
+            await asyncio.wait_for(services.db.ping(), timeout=2.0)
+            db_status = "ok"
+        except Exception as exc:  # health reports any failure as data, never raises
+            db_status = f"unavailable: {exc}"
+    cache_stats = services.cache.stats() if services.cache is not None else {}
+    redis_status = "degraded" if cache_stats.get("degraded") else "ok"
+    status = "ok" if db_status == "ok" and redis_status == "ok" else "degraded"
+    return {
+        "status": status,
+        "instance_id": services.instance_id,
+        "server_version": __version__,
+        "uptime_s": round(time.time() - services.started_at, 1),
+        "auth": "enabled" if services.settings.auth_enabled else "disabled (open)",
+        "postgres": db_status,
+        "redis": redis_status,
+        "pool": services.db.pool_stats() if services.db is not None else {},
+        "cache": cache_stats,
+        "sessions": services.sessions.stats() if services.sessions is not None else {},
+    }
+
+
+def _redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.split("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
