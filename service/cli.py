@@ -83,11 +83,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from service.auth import issue_token
-
     settings = _settings(args)
     if not settings.auth_secret:
         raise ConfigError("TMWS_AUTH_SECRET is not set: there is no secret to sign a token with")
+    from service.auth import issue_token
+
     print(issue_token(settings.auth_secret, args.agent_id, ttl_s=args.ttl))
     return 0
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: set up .venv, lint, then run the whole pytest suite on the embedded default
+# (real PostgreSQL + pgvector and Redis started and stopped by the tests themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/bootstrap_venv.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/pytest "$@"
