@@ -30,6 +30,7 @@ class Criterion:
 
     @property
     def failed(self) -> bool:
+        """Judged and not passed (a skipped criterion is not a failure)."""
         return not self.passed and not self.skipped
 
     def measured_text(self) -> str:
@@ -48,6 +49,7 @@ class Criterion:
         return f"{verdict}: {self.name}: expected {self.threshold}, measured {self.measured_text()}"
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict for metrics.json."""
         return asdict(self)
 
 
@@ -212,13 +214,14 @@ class Tally:
 
     @property
     def pass_rate(self) -> float:
+        """Passed over judged (skipped ones left out); 1.0 when nothing was judged."""
         judged = self.passed + self.failed
         return self.passed / judged if judged else 1.0
 
     @property
     def ok(self) -> bool:
-        """True when no criterion failed (skipped ones do not fail a run)."""
-        return self.failed == 0
+        """True when no critical criterion failed (non-critical ones are reported, not enforced)."""
+        return self.critical_failed == 0
 
 
 def tally(criteria: list[Criterion]) -> Tally:

@@ -23,7 +23,7 @@ def new_histogram() -> HdrHistogram:
 
 def record_ms(hist: HdrHistogram, latency_ms: float) -> None:
     """Record one latency given in milliseconds (clamped into the histogram's range)."""
-    us = int(round(latency_ms * 1000.0))
+    us = round(float(latency_ms) * 1000.0)
     hist.record_value(min(max(us, LOWEST_US), HIGHEST_US))
 
 

@@ -88,26 +88,33 @@ def throughput_rps(table: pa.Table, *, successful_only: bool = True) -> float | 
     return rows.num_rows / seconds
 
 
-def _buckets(table: pa.Table, column: str, bucket_s: float) -> tuple[np.ndarray, int]:
-    start, _ = run_window_ns(table)
-    rel = (_np(table, column).astype(np.int64) - start) / 1e9
-    return np.floor(rel / bucket_s).astype(np.int64), start
+def rps_series(
+    table: pa.Table, *, bucket_s: float = 1.0, start_ns: int | None = None
+) -> list[tuple[float, float]]:
+    """(bucket start s, completions per second) by receive time, zero-filled.
 
-
-def rps_series(table: pa.Table, *, bucket_s: float = 1.0) -> list[tuple[float, float]]:
-    """(bucket start s, completions per second) over time, by receive time, zero-filled."""
+    Time 0 is `start_ns` (default: the table's first send) so several series can share an axis.
+    """
     if table.num_rows == 0:
         return []
-    idx, _ = _buckets(table, "t_recv_ns", bucket_s)
-    counts = np.bincount(idx)
+    start = run_window_ns(table)[0] if start_ns is None else start_ns
+    rel = (_np(table, "t_recv_ns").astype(np.int64) - start) / 1e9
+    counts = np.bincount(np.floor(rel / bucket_s).astype(np.int64))
     return [(i * bucket_s, c / bucket_s) for i, c in enumerate(counts.tolist())]
 
 
 def after_warmup(
-    table: pa.Table, *, warmup_phases: tuple[str, ...] = WARMUP_PHASES, warmup_s: float | None = None
+    table: pa.Table,
+    *,
+    warmup_phases: tuple[str, ...] = WARMUP_PHASES,
+    warmup_s: float | None = None,
 ) -> pa.Table:
     """Rows past warm-up: phase not in `warmup_phases`, and (if given) sent ≥ warmup_s after start."""
-    mask = pc.invert(pc.is_in(pc.fill_null(table.column("phase"), ""), pa.array(warmup_phases)))
+    mask = pc.invert(
+        pc.is_in(
+            pc.fill_null(table.column("phase"), ""), pa.array(list(warmup_phases), type=pa.string())
+        )
+    )
     if warmup_s is not None and table.num_rows:
         start, _ = run_window_ns(table)
         cut = start + int(warmup_s * 1e9)
@@ -143,7 +150,9 @@ def hit_rate_series(table: pa.Table, *, bucket_s: float = 1.0) -> list[tuple[flo
 
 def _token_rows(table: pa.Table) -> pa.Table:
     rows = successful(table)
-    both = pc.and_(pc.is_valid(rows.column("tokens_used")), pc.is_valid(rows.column("tokens_baseline")))
+    both = pc.and_(
+        pc.is_valid(rows.column("tokens_used")), pc.is_valid(rows.column("tokens_baseline"))
+    )
     return rows.filter(both)
 
 
@@ -179,7 +188,10 @@ def error_frequency(table: pa.Table) -> dict[str, int]:
     failed = table.filter(pc.equal(table.column("success"), False))
     codes = failed.column("error_code").to_pylist()
     reasons = failed.column("error_reason").to_pylist()
-    labels = [f"{c if c is not None else 'none'}: {r or ''}".rstrip(": ") for c, r in zip(codes, reasons, strict=True)]
+    labels = [
+        f"{c if c is not None else 'none'}: {r or ''}".rstrip(": ")
+        for c, r in zip(codes, reasons, strict=True)
+    ]
     return dict(Counter(labels).most_common())
 
 
@@ -211,7 +223,9 @@ def summarize(
         "latency_p99_ms": exact["p99"],
         "latency_ms": exact,
         "latency_hdr_ms": hdr.summary_ms(latency_histogram(table)),
-        "cache_hit_rate": cache_hit_rate(after_warmup(table, warmup_phases=warmup_phases, warmup_s=warmup_s)),
+        "cache_hit_rate": cache_hit_rate(
+            after_warmup(table, warmup_phases=warmup_phases, warmup_s=warmup_s)
+        ),
         "cache_hit_rate_overall": cache_hit_rate(table),
         "token_reduction": token_reduction(table),
         "tokens_by_route": token_stats_by(table, "route"),

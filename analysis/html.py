@@ -1,0 +1,218 @@
+"""index.html: a self-contained dashboard (inline SVG and CSS; no scripts, fonts or CDNs)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis import metrics as m
+from analysis import resources as res
+from analysis import svg
+from analysis.checks import Criterion, tally
+from analysis.coherency import CoherencyReport
+from analysis.propagation import all_delays_ms
+from analysis.terminal import dashboard_box
+
+_CSS = """
+body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
+h1 .pass{color:#2a7d2a}h1 .fail{color:#b22}
+pre.box{background:#111;color:#eee;padding:12px;display:inline-block;line-height:1.1}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+tr.fail td{background:#fde2e2}tr.skip td{color:#888}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots svg{border:1px solid #ddd;background:#fff}
+"""
+_PROPAGATION_HEAD = (
+    "instance",
+    "writes seen",
+    "delay p50",
+    "delay p95",
+    "delay max",
+    "window p95",
+    "window max",
+    "unobserved",
+)
+
+
+def _row(cells: tuple[Any, ...], css: str = "") -> str:
+    attr = f' class="{css}"' if css else ""
+    return f"<tr{attr}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _head(names: tuple[str, ...]) -> str:
+    return "<tr>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
+
+
+def _criteria_table(criteria: list[Criterion]) -> str:
+    rows = []
+    for c in criteria:
+        state = "skip" if c.skipped else ("pass" if c.passed else "fail")
+        mark = {"skip": "⊘", "pass": "✓", "fail": "✗"}[state]
+        critical = "yes" if c.critical else "no"
+        cells = (mark, c.section, c.name, c.threshold, c.measured_text(), critical, c.description)
+        rows.append(_row(cells, state))
+    head = _head(("", "Section", "Criterion", "Threshold", "Measured", "Critical", "What"))
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _kv_table(items: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return "<table>" + "".join(_row((k, fmt(v))) for k, v in items.items()) + "</table>"
+
+
+def history_plots(history: pa.Table, *, bucket_s: float = 1.0) -> list[str]:
+    """Latency CDF, throughput over time and cache hit rate over time."""
+    ok = m.successful(history)
+    cdf: svg.Series = {}
+    for op in sorted(pc.unique(ok.column("op")).to_pylist()) if ok.num_rows else []:
+        lat = ok.filter(pc.equal(ok.column("op"), op)).column("latency_ms").to_pylist()
+        cdf[f"{op} (n={len(lat)})"] = svg.cdf_points(lat)
+    start, _ = m.run_window_ns(history)
+    failed = history.filter(pc.equal(history.column("success"), False))
+    throughput = {"completed": m.rps_series(history, bucket_s=bucket_s)}
+    if failed.num_rows:
+        throughput["failed"] = m.rps_series(failed, bucket_s=bucket_s, start_ns=start)
+    hits = {"hit rate": m.hit_rate_series(history, bucket_s=bucket_s)}
+    return [
+        svg.line_chart(
+            cdf,
+            title="Latency CDF (successful requests)",
+            x_label="latency (ms)",
+            y_label="fraction ≤ x",
+            css_class="plot latency-cdf",
+        ),
+        svg.line_chart(
+            throughput,
+            title="Throughput over time",
+            x_label="time (s)",
+            y_label="requests/s",
+            css_class="plot throughput",
+        ),
+        svg.line_chart(
+            hits,
+            title="Cache hit rate over time",
+            x_label="time (s)",
+            y_label="hit rate",
+            css_class="plot hit-rate",
+        ),
+    ]
+
+
+def resource_plots(table: pa.Table) -> list[str]:
+    """One line chart per sampled resource column, a line per source."""
+    specs = (
+        ("cpu_percent", "CPU (% of machine)", 1.0),
+        ("rss_bytes", "RSS (MB)", float(res.MB)),
+        ("db_connections", "PostgreSQL connections", 1.0),
+        ("pool_wait_ms", "Pool wait (ms)", 1.0),
+        ("redis_used_memory", "Redis used memory (MB)", float(res.MB)),
+    )
+    out = []
+    for column, label, scale in specs:
+        series = {
+            src: [(t, v / scale) for t, v in pts] for src, pts in res.series(table, column).items()
+        }
+        if series:
+            out.append(
+                svg.line_chart(
+                    series,
+                    title=label,
+                    x_label="time (s)",
+                    y_label=label,
+                    css_class="plot resource",
+                )
+            )
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} ms"
+
+
+def _propagation_row(instance: str, stats: dict[str, Any]) -> str:
+    d, w = stats["delay_ms"], stats["staleness_window_ms"]
+    cells = (instance, d["count"], _ms(d["p50"]), _ms(d["p95"]), _ms(d["max"]))
+    return _row((*cells, _ms(w["p95"]), _ms(w["max"]), stats["unobserved"]))
+
+
+def _coherency_section(report: CoherencyReport) -> str:
+    plot = svg.histogram_chart(
+        all_delays_ms(report.propagation),
+        title="Invalidation propagation delay",
+        x_label="ms after ack",
+        css_class="plot propagation",
+    )
+    prop_rows = "".join(
+        _propagation_row(inst, d.stats()) for inst, d in sorted(report.propagation.items())
+    )
+    examples = "".join(
+        _row(
+            (
+                ex["instance_id"],
+                ex["namespace"],
+                ex["read"]["row"],
+                ex["read"]["version"],
+                ex["missed"]["version"],
+                f"{ex['since_ack_ms']:.3f}",
+            )
+        )
+        for ex in report.stale.examples
+    )
+    stale_table = ""
+    if examples:
+        head = _head(("instance", "namespace", "row", "saw", "missed", "ms after ack"))
+        stale_table = f"<h3>Stale reads (first examples)</h3><table>{head}{examples}</table>"
+    summary = escape("\n".join(report.summary_lines()))
+    return (
+        f"<h2>Coherency ({escape(report.mode)})</h2><pre>{summary}</pre>"
+        f'<div class="plots">{plot}</div>{stale_table}<h3>Per-instance propagation</h3>'
+        f"<table>{_head(_PROPAGATION_HEAD)}{prop_rows}</table>"
+    )
+
+
+def render_dashboard(
+    *,
+    run_id: str,
+    scenario: str,
+    history: pa.Table,
+    criteria: list[Criterion],
+    metrics: dict[str, Any],
+    duration_s: float,
+    resources: pa.Table | None = None,
+    coherency: CoherencyReport | None = None,
+) -> str:
+    """The complete HTML page."""
+    t = tally(criteria)
+    verdict = '<span class="pass">PASSED</span>' if t.ok else '<span class="fail">FAILED</span>'
+    box = dashboard_box(
+        scenario=scenario,
+        criteria=criteria,
+        metrics=metrics,
+        duration_s=duration_s,
+        stale_reads=None if coherency is None else coherency.stale.count,
+    )
+    flat = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(scenario)} · {escape(run_id)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(scenario)}: {verdict}</h1><p>run <code>{escape(run_id)}</code></p>",
+        f'<pre class="box">{escape(box)}</pre>',
+        f"<h2>Criteria</h2>{_criteria_table(criteria)}",
+        f'<h2>Plots</h2><div class="plots">{"".join(history_plots(history))}</div>',
+    ]
+    if coherency is not None:
+        parts.append(_coherency_section(coherency))
+    if resources is not None and resources.num_rows:
+        plots = "".join(resource_plots(resources))
+        summary = {k: v for k, v in res.resource_summary(resources).items() if k != "growth"}
+        parts.append(f'<h2>Resources</h2><div class="plots">{plots}</div>{_kv_table(summary)}')
+    parts.append(f"<h2>Metrics</h2>{_kv_table(flat)}")
+    if metrics.get("errors"):
+        parts.append(f"<h2>Errors</h2>{_kv_table(metrics['errors'])}")
+    parts.append("</body></html>")
+    return "\n".join(parts)
