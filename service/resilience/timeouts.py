@@ -1,0 +1,48 @@
+"""Time budgets: run work under a deadline that cancels it and raises `ExecutionTimeout`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from service.errors import ExecutionTimeout
+
+T = TypeVar("T")
+
+#: The plan's ceiling for any single pattern execution.
+MAX_EXECUTION_S = 5.0
+
+
+async def run_with_timeout(work: Awaitable[T], timeout_s: float, *, what: str) -> T:
+    """Await `work`; past `timeout_s` it is cancelled (its `finally` blocks free connections)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await work
+    except TimeoutError:
+        raise ExecutionTimeout(
+            f"{what} exceeded its {timeout_s:g}s budget and was cancelled",
+            {"timeout_s": timeout_s, "what": what},
+        ) from None
+
+
+class Deadline:
+    """A budget passed down a call chain so nested steps share one limit."""
+
+    def __init__(self, budget_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.budget_s = budget_s
+        self.expires_at = clock() + budget_s
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.expires_at - self._clock())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def clamp(self, timeout_s: float) -> float:
+        """The smaller of a step's own timeout and what is left of the budget."""
+        return min(timeout_s, self.remaining())
