@@ -7,6 +7,8 @@ Every failure becomes `Unauthorized` with a message saying which check failed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jwt
 
@@ -18,17 +20,32 @@ DEFAULT_TTL_S = 86_400
 LEEWAY_S = 30
 
 
-def issue_token(secret: str, agent_id: str, ttl_s: int = DEFAULT_TTL_S) -> str:
-    """A signed token for `agent_id`, valid for `ttl_s` seconds."""
+@dataclass(frozen=True)
+class AgentClaims:
+    """What a verified token says: who the agent is and which team namespaces it may use."""
+
+    agent_id: str
+    teams: tuple[str, ...] = ()
+
+
+def issue_token(
+    secret: str, agent_id: str, ttl_s: int = DEFAULT_TTL_S, teams: Sequence[str] = ()
+) -> str:
+    """A signed token for `agent_id` (member of `teams`), valid for `ttl_s` seconds."""
     if not secret:
         raise ValueError("cannot issue a token without a secret (set TMWS_AUTH_SECRET)")
     now = int(time.time())
-    claims = {"sub": agent_id, "iat": now, "exp": now + ttl_s}
+    claims = {"sub": agent_id, "iat": now, "exp": now + ttl_s, "teams": list(teams)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def verify_token(secret: str, token: str | None, expected_agent_id: str | None) -> str:
     """The token's agent id, after checking signature, expiry and (if given) the expected subject."""
+    return verify_claims(secret, token, expected_agent_id).agent_id
+
+
+def verify_claims(secret: str, token: str | None, expected_agent_id: str | None) -> AgentClaims:
+    """The token's claims, after checking signature, expiry and (if given) the expected subject."""
     if not token:
         raise Unauthorized("missing token (pass ?token=… or an Authorization: Bearer header)")
     try:
@@ -53,7 +70,10 @@ def verify_token(secret: str, token: str | None, expected_agent_id: str | None) 
             f"token subject {subject!r} does not match agent_id {expected_agent_id!r}",
             {"agent_id": expected_agent_id},
         )
-    return subject
+    teams = claims.get("teams") or []
+    if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+        raise Unauthorized("token claim 'teams' must be a list of team names")
+    return AgentClaims(subject, tuple(teams))
 
 
 def bearer_token(authorization: str | None) -> str | None:

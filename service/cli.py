@@ -88,7 +88,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise ConfigError("TMWS_AUTH_SECRET is not set: there is no secret to sign a token with")
     from service.auth import issue_token
 
-    print(issue_token(settings.auth_secret, args.agent_id, ttl_s=args.ttl))
+    print(issue_token(settings.auth_secret, args.agent_id, ttl_s=args.ttl, teams=args.team))
     return 0
 
 
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="issue a signed agent token (needs TMWS_AUTH_SECRET)")
     token.add_argument("agent_id")
     token.add_argument("--ttl", type=int, default=86_400, help="lifetime in seconds")
+    token.add_argument(
+        "--team", action="append", default=[], help="team namespace the agent may use (repeatable)"
+    )
     token.set_defaults(func=cmd_token)
 
     route = sub.add_parser(

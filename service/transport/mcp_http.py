@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from service import __version__
-from service.auth import bearer_token, verify_token
+from service.auth import bearer_token, verify_claims
 from service.errors import TMWSError, Unauthorized
 from service.jsonrpc import Dispatcher, error_response
 from service.services import Services
@@ -38,6 +38,8 @@ AGENT_HEADER = "x-tmws-agent-id"
 DEFAULT_HTTP_AGENT = "mcp-http"
 #: Where the authenticated agent id travels from the ASGI wrapper to the SDK handlers.
 _AGENT_SCOPE_KEY = "tmws.agent_id"
+#: Team namespaces the token grants; absent on an open server (membership not enforced there).
+_TEAMS_SCOPE_KEY = "tmws.teams"
 
 GetServices = Callable[[], Services]
 
@@ -69,7 +71,7 @@ class _IdentityGate:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            agent_id = self._identify(headers)
+            agent_id, teams = self._identify(headers)
         except TMWSError as exc:
             status = 401 if isinstance(exc, Unauthorized) else 400
             response = JSONResponse(
@@ -79,15 +81,17 @@ class _IdentityGate:
             )
             await response(scope, receive, send)
             return
-        await self._inner({**scope, _AGENT_SCOPE_KEY: agent_id}, receive, send)
+        await self._inner(
+            {**scope, _AGENT_SCOPE_KEY: agent_id, _TEAMS_SCOPE_KEY: teams}, receive, send
+        )
 
-    def _identify(self, headers: dict[str, str]) -> str:
+    def _identify(self, headers: dict[str, str]) -> tuple[str, list[str] | None]:
         settings = self._get_services().settings
         if settings.auth_enabled:
             token = bearer_token(headers.get("authorization"))
-            agent_id = verify_token(settings.auth_secret or "", token, None)
-            return check_agent_id(agent_id)
-        return check_agent_id(headers.get(AGENT_HEADER) or DEFAULT_HTTP_AGENT)
+            claims = verify_claims(settings.auth_secret or "", token, None)
+            return check_agent_id(claims.agent_id), list(claims.teams)
+        return check_agent_id(headers.get(AGENT_HEADER) or DEFAULT_HTTP_AGENT), None
 
 
 def _call_context(ctx: ServerRequestContext[Any, Any], services: Services) -> CallContext:
@@ -96,11 +100,13 @@ def _call_context(ctx: ServerRequestContext[Any, Any], services: Services) -> Ca
     if not agent_id:
         # Only reachable if the SDK is mounted without the gate: refuse rather than guess.
         raise MCPError(Unauthorized.code, "no authenticated agent on this request")
+    teams = getattr(request, "scope", {}).get(_TEAMS_SCOPE_KEY)
     return CallContext(
         agent_id=agent_id,
         session_id=f"mcp-http-{uuid.uuid4().hex[:12]}",
         instance_id=services.instance_id,
         services=services,
+        extra={} if teams is None else {"teams": teams},
     )
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from service import __version__
-from service.auth import bearer_token, verify_token
+from service.auth import AgentClaims, bearer_token, verify_claims
 from service.config import Settings
 from service.errors import (
     ConnectionLimit,
@@ -101,7 +101,7 @@ class WsConnection:
         # refusal before accept is only an HTTP 403 without a reason.
         await self.ws.accept()
         try:
-            agent_id = self._identify()
+            claims = self._identify()
         except Unauthorized as exc:
             await self._close(CLOSE_POLICY_VIOLATION, f"unauthorized: {exc.message}")
             return
@@ -109,25 +109,30 @@ class WsConnection:
             await self._close(CLOSE_POLICY_VIOLATION, exc.message)
             return
         try:
-            session = self.services.sessions.open(agent_id)
+            session = self.services.sessions.open(claims.agent_id)
         except ConnectionLimit as exc:
             await self._close(CLOSE_TRY_AGAIN_LATER, exc.message)
             return
+        if self.services.settings.auth_enabled:
+            session.extra["teams"] = list(claims.teams)
         try:
             await self._serve(session)
         finally:
             self.services.sessions.close(session)
 
-    def _identify(self) -> str:
-        """The connecting agent's id, checked against its token when auth is on."""
+    def _identify(self) -> AgentClaims:
+        """The connecting agent, checked against its token when auth is on.
+
+        Without auth `teams` is left unset: an open server does not enforce team membership.
+        """
         agent_id = check_agent_id(self.ws.query_params.get("agent_id"))
         settings = self.services.settings
-        if settings.auth_enabled:
-            token = self.ws.query_params.get("token") or bearer_token(
-                self.ws.headers.get("authorization")
-            )
-            verify_token(settings.auth_secret or "", token, agent_id)
-        return agent_id
+        if not settings.auth_enabled:
+            return AgentClaims(agent_id)
+        token = self.ws.query_params.get("token") or bearer_token(
+            self.ws.headers.get("authorization")
+        )
+        return verify_claims(settings.auth_secret or "", token, agent_id)
 
     async def _serve(self, session: Session) -> None:
         ctx = CallContext(

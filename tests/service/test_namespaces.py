@@ -1,0 +1,44 @@
+"""Namespace resolution: own namespace, team namespaces, never another agent's."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.auth import issue_token, verify_claims
+from service.errors import Forbidden, InvalidParams
+from service.namespaces import resolve_namespace
+from service.tools.registry import CallContext
+
+
+def ctx(teams: list[str] | None = None) -> CallContext:
+    extra = {} if teams is None else {"teams": teams}
+    return CallContext(agent_id="alice", session_id="s", instance_id="i", services=None, extra=extra)
+
+
+def test_default_is_own_namespace() -> None:
+    assert resolve_namespace(ctx(), None) == "alice"
+    assert resolve_namespace(ctx(), "alice") == "alice"
+
+
+def test_other_agents_namespace_is_forbidden() -> None:
+    with pytest.raises(Forbidden, match="belongs to another agent"):
+        resolve_namespace(ctx(), "bob")
+
+
+def test_open_server_allows_any_team_but_auth_enforces_membership() -> None:
+    assert resolve_namespace(ctx(None), "team:ops") == "team:ops"
+    assert resolve_namespace(ctx(["ops"]), "team:ops") == "team:ops"
+    with pytest.raises(Forbidden, match="not a member"):
+        resolve_namespace(ctx(["ops"]), "team:finance")
+
+
+def test_malformed_team_names_the_field() -> None:
+    with pytest.raises(InvalidParams) as info:
+        resolve_namespace(ctx(), "team:bad name!")
+    assert info.value.field == "namespace"
+
+
+def test_token_carries_teams() -> None:
+    token = issue_token("secret", "alice", teams=["ops", "qa"])
+    claims = verify_claims("secret", token, "alice")
+    assert claims.teams == ("ops", "qa")
