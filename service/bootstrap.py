@@ -80,7 +80,11 @@ async def start_services(settings: Settings) -> Services:
     database_url, redis_url, owned = await asyncio.to_thread(resolve_urls, settings)
     settings = settings.with_urls(database_url, redis_url)
     try:
-        await migrate.migrate(database_url, settings.state_dir.resolve() / "backups")
+        await migrate.migrate(
+            database_url,
+            settings.state_dir.resolve() / "backups",
+            vector_index=settings.database.vector_index,
+        )
         embedder = Embedder()
         await embedder.warm_up()
         db = await Database.connect(settings.database)

@@ -146,11 +146,13 @@ class PostgresServer:
         )
 
     def running(self) -> bool:
-        return port_open("127.0.0.1", self.port)
+        """Our postmaster is alive and listening (an open port alone may be someone else's)."""
+        return any(_pid_alive(pid) for pid in self.pids()) and port_open("127.0.0.1", self.port)
 
     def start(self) -> None:
         """Start (or find running) and make sure the database and pgvector exist."""
         if not self.running():
+            _refuse_taken_port(self.port, "PostgreSQL")
             options = (
                 f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} "
                 "-c max_connections=400 -c shared_buffers=256MB"
@@ -212,11 +214,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def running(self) -> bool:
-        return port_open("127.0.0.1", self.port)
+        """Our redis-server is alive and listening (an open port alone may be someone else's)."""
+        return any(_pid_alive(pid) for pid in self.pids()) and port_open("127.0.0.1", self.port)
 
     def start(self) -> None:
         if self.running():
             return
+        _refuse_taken_port(self.port, "Redis")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Daemonized so `tmws infra up` can exit and leave it serving; stopped by the pid it writes.
         subprocess.run(
@@ -249,6 +253,13 @@ class RedisServer:
                 continue
             _wait_until(lambda pid=pid: not _pid_alive(pid), 30, f"Redis pid {pid} to exit")
         self.pid_file.unlink(missing_ok=True)
+
+
+def _refuse_taken_port(port: int, what: str) -> None:
+    if port_open("127.0.0.1", port):
+        raise InfraError(
+            f"cannot start {what}: port {port} on 127.0.0.1 is already used by another process"
+        )
 
 
 def _pid_alive(pid: int) -> bool:

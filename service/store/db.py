@@ -1,0 +1,271 @@
+"""The asyncpg connection pool: pgvector on every connection, bounded waits, SERIALIZABLE retries.
+
+This module is the store's error boundary: asyncpg and OS connection errors become
+`DatabaseUnavailable`, a pool that cannot hand out a connection in time becomes `PoolExhausted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from service.config import ConfigError, DatabaseSettings
+from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
+
+T = TypeVar("T")
+
+#: Errors that mean "the server or the socket is gone", not "the query was wrong".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+#: How long `close` waits for borrowed connections before terminating them.
+_CLOSE_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What a SERIALIZABLE transaction retries, how often, and how long it backs off between tries."""
+
+    attempts: int = 5
+    retry_on: tuple[type[BaseException], ...] = (
+        asyncpg.SerializationError,
+        asyncpg.DeadlockDetectedError,
+    )
+    base_delay_s: float = 0.002
+    max_delay_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts={self.attempts} must be >= 1")
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff so conflicting writers stop colliding in lockstep."""
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """Our error for a lost or refused database connection."""
+    return DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Every pooled connection decodes `vector` to pgvector.Vector and accepts numpy/list parameters.
+    await register_vector(conn)
+
+
+async def ensure_vector_extension(conn: asyncpg.Connection) -> None:
+    """Create the pgvector extension if missing (codecs cannot register without it)."""
+    if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'vector'"):
+        return
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError):
+        pass  # another instance created it at the same moment
+
+
+def _gone(conn: asyncpg.Connection) -> bool:
+    """True if the connection is closed, or asyncpg already detached it from our proxy."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        # The pool detaches a borrowed connection when the server drops it.
+        return True
+
+
+class Database:
+    """A pool of PostgreSQL connections with pgvector codecs, usage statistics and retries."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._in_use = 0
+        self._in_use_peak = 0
+        self._waiting = 0
+        self._waiting_peak = 0
+        self._acquired_total = 0
+        self._exhausted_total = 0
+        self._wait_ms_max = 0.0
+        self._wait_ms_sum = 0.0
+        self._retries_total = 0
+        self._lost_total = 0
+        self._retries_exhausted_total = 0
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, settings: DatabaseSettings) -> Database:
+        """Open the pool (min/max from settings), creating the vector extension if needed."""
+        if not settings.url:
+            raise ConfigError("TMWS_DATABASE_URL is not set")
+        try:
+            first = await asyncpg.connect(settings.url, timeout=settings.acquire_timeout_s)
+            try:
+                await ensure_vector_extension(first)
+            finally:
+                await first.close()
+            pool = await asyncpg.create_pool(
+                settings.url,
+                min_size=settings.pool_min,
+                max_size=settings.pool_max,
+                init=_init_connection,
+                timeout=settings.acquire_timeout_s,
+            )
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"database unavailable: no connection within {settings.acquire_timeout_s}s"
+            ) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        return cls(pool, settings)
+
+    @property
+    def settings(self) -> DatabaseSettings:
+        return self._settings
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow a connection, waiting at most `acquire_timeout_s`; errors map to ours."""
+        conn = await self._borrow()
+        self._in_use += 1
+        self._in_use_peak = max(self._in_use_peak, self._in_use)
+        try:
+            yield conn
+        except TimeoutError as exc:
+            # asyncpg's command timeout: the query ran too long (TimeoutError is also an OSError).
+            raise ExecutionTimeout(f"database query timed out: {exc}") from exc
+        except UNAVAILABLE_ERRORS as exc:
+            await self._lost(conn)
+            raise unavailable(exc) from exc
+        except asyncpg.InternalClientError as exc:
+            # Seen when the server ends the session (e.g. pg_terminate_backend, fast shutdown)
+            # while the connection is idle: the protocol state is broken, the socket is useless.
+            await self._lost(conn)
+            raise unavailable(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if _gone(conn):
+                await self._lost(conn)
+                raise unavailable(exc) from exc
+            raise
+        finally:
+            self._in_use -= 1
+            await self._give_back(conn)
+
+    async def _lost(self, conn: asyncpg.Connection) -> None:
+        # One dead connection usually means the server restarted and every idle one is dead
+        # too: replace them all on their next acquire instead of failing one caller each.
+        self._lost_total += 1
+        if not _gone(conn):
+            conn.terminate()
+        await self._pool.expire_connections()
+
+    async def _borrow(self) -> asyncpg.Connection:
+        timeout = self._settings.acquire_timeout_s
+        self._waiting += 1
+        self._waiting_peak = max(self._waiting_peak, self._waiting)
+        started = time.perf_counter()
+        try:
+            conn = await self._pool.acquire(timeout=timeout)
+        except TimeoutError as exc:
+            # Usually every connection is busy; a server too slow to accept a new one lands
+            # here as well, and from the caller's view it is the same bound being hit.
+            self._exhausted_total += 1
+            raise PoolExhausted(
+                f"no database connection within {timeout}s: {self._in_use}/"
+                f"{self._pool.get_max_size()} connections in use, "
+                f"{self._waiting - 1} other callers waiting",
+                {"timeout_s": timeout, "pool_max": self._pool.get_max_size()},
+            ) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            # Raised when the pool is closing or closed: from the caller's view, no database.
+            raise unavailable(exc) from exc
+        finally:
+            self._waiting -= 1
+        waited_ms = (time.perf_counter() - started) * 1000.0
+        self._acquired_total += 1
+        self._wait_ms_sum += waited_ms
+        self._wait_ms_max = max(self._wait_ms_max, waited_ms)
+        return conn
+
+    async def _give_back(self, conn: asyncpg.Connection) -> None:
+        try:
+            await self._pool.release(conn)
+        except (*UNAVAILABLE_ERRORS, asyncpg.InterfaceError):
+            # Releasing a broken connection resets it; the pool already replaced it, nothing to do.
+            pass
+
+    async def serializable(
+        self,
+        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        attempts: int = 5,
+        policy: RetryPolicy | None = None,
+    ) -> T:
+        """Run `fn(conn)` in a SERIALIZABLE transaction, retrying conflicts up to `attempts` times."""
+        policy = policy or RetryPolicy(attempts=attempts)
+        for attempt in range(policy.attempts):
+            try:
+                async with self.acquire() as conn, conn.transaction(isolation="serializable"):
+                    return await fn(conn)
+            except policy.retry_on as exc:
+                if attempt + 1 >= policy.attempts:
+                    self._retries_exhausted_total += 1
+                    raise LimitExceeded(
+                        f"transaction still conflicting after {policy.attempts} attempts: {exc}",
+                        {"attempts": policy.attempts, "sqlstate": getattr(exc, "sqlstate", None)},
+                    ) from exc
+                self._retries_total += 1
+                await asyncio.sleep(policy.delay(attempt))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def ping(self) -> None:
+        """Round-trip `SELECT 1`; raises `DatabaseUnavailable` or `PoolExhausted` on failure."""
+        async with self.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    def pool_stats(self) -> dict[str, Any]:
+        """Pool size and usage counters, for /health, metrics and the pool stress experiment."""
+        acquired = self._acquired_total
+        return {
+            "size": self._pool.get_size(),
+            "idle": self._pool.get_idle_size(),
+            "in_use": self._in_use,
+            "in_use_peak": self._in_use_peak,
+            "min": self._pool.get_min_size(),
+            "max": self._pool.get_max_size(),
+            "waiting": self._waiting,
+            "waiting_peak": self._waiting_peak,
+            "acquired_total": acquired,
+            "exhausted_total": self._exhausted_total,
+            "acquire_wait_ms_max": round(self._wait_ms_max, 3),
+            "acquire_wait_ms_avg": round(self._wait_ms_sum / acquired, 3) if acquired else 0.0,
+            "connections_lost_total": self._lost_total,
+            "serializable_retries_total": self._retries_total,
+            "serializable_retries_exhausted_total": self._retries_exhausted_total,
+        }
+
+    async def close(self) -> None:
+        """Close the pool; connections still borrowed after a grace period are terminated."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=_CLOSE_GRACE_S)
+        except TimeoutError:
+            # A caller is stuck holding a connection (e.g. the server vanished mid-query):
+            # terminating is the only way to free the sockets without waiting forever.
+            self._pool.terminate()

@@ -1,0 +1,172 @@
+"""Memories: text plus a 384-d embedding per row, recalled by pgvector cosine top-k per namespace.
+
+A namespace sees its own rows and, when asked, rows any namespace marked `shared`; never another
+namespace's private rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from service.store.db import Database
+
+#: Candidates the HNSW graph walk keeps; above every `limit` the tools allow (1..100).
+HNSW_EF_SEARCH = 100
+#: IVFFlat lists probed per query (all of them on small tables, where lists is small).
+IVFFLAT_PROBES = 10
+
+# Filtered ANN scans can run out of candidates before `limit` rows pass the WHERE clause;
+# pgvector 0.8's iterative scans keep walking the index until enough rows pass.
+_SCAN_SETTINGS = (
+    f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH};"
+    " SET LOCAL hnsw.iterative_scan = relaxed_order;"
+    f" SET LOCAL ivfflat.probes = {IVFFLAT_PROBES};"
+    " SET LOCAL ivfflat.iterative_scan = relaxed_order;"
+)
+
+# The inner query orders by the bare distance operator so the planner can use the ANN index;
+# the threshold is applied outside, and MATERIALIZED + re-sort restores exact order after a
+# relaxed-order iterative scan (the pattern pgvector documents).
+_RECALL_SQL = """
+WITH hits AS MATERIALIZED (
+    SELECT id, namespace, agent_id, content, tags, importance, shared, metadata, created_at,
+           embedding <=> $1 AS distance
+    FROM memories
+    WHERE (namespace = $2 OR ($3 AND shared))
+      AND ($4::text[] IS NULL OR tags && $4::text[])
+    ORDER BY embedding <=> $1
+    LIMIT $5
+)
+SELECT *, 1 - distance AS similarity
+FROM hits
+WHERE 1 - distance >= $6
+ORDER BY distance + 0
+"""
+
+_INSERT_SQL = """
+INSERT INTO memories (namespace, agent_id, content, embedding, tags, importance, shared, metadata)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+RETURNING id, created_at
+"""
+
+
+def _memory_row(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "memory_id": row["id"],
+        "namespace": row["namespace"],
+        "agent_id": row["agent_id"],
+        "content": row["content"],
+        "similarity": float(row["similarity"]),
+        "tags": list(row["tags"]),
+        "importance": float(row["importance"]),
+        "shared": row["shared"],
+        "metadata": json.loads(row["metadata"]),
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+class MemoryStore:
+    """Store and recall memories through a `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def store(
+        self,
+        namespace: str,
+        agent_id: str,
+        content: str,
+        embedding: np.ndarray | Sequence[float],
+        tags: Sequence[str] = (),
+        importance: float = 0.5,
+        shared: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Insert one memory; returns its id, namespace and creation time."""
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                _INSERT_SQL,
+                namespace,
+                agent_id,
+                content,
+                np.asarray(embedding, dtype=np.float32),
+                list(tags),
+                importance,
+                shared,
+                json.dumps(metadata or {}),
+            )
+        return {
+            "memory_id": row["id"],
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "shared": shared,
+            "created_at": row["created_at"].isoformat(),
+        }
+
+    async def recall(
+        self,
+        namespace: str,
+        embedding: np.ndarray | Sequence[float],
+        *,
+        limit: int = 10,
+        min_similarity: float = 0.0,
+        tags: Sequence[str] | None = None,
+        include_shared: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Top-`limit` memories by cosine similarity (1 - cosine distance), best first."""
+        args = self._recall_args(namespace, embedding, limit, min_similarity, tags, include_shared)
+        async with self._db.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(_SCAN_SETTINGS)
+            rows = await conn.fetch(_RECALL_SQL, *args)
+        return [_memory_row(r) for r in rows]
+
+    async def explain_recall(
+        self,
+        namespace: str,
+        embedding: np.ndarray | Sequence[float],
+        *,
+        limit: int = 10,
+        min_similarity: float = 0.0,
+        tags: Sequence[str] | None = None,
+        include_shared: bool = True,
+        analyze: bool = False,
+    ) -> str:
+        """The PostgreSQL plan of exactly the query `recall` runs, as text."""
+        args = self._recall_args(namespace, embedding, limit, min_similarity, tags, include_shared)
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN "
+        async with self._db.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(_SCAN_SETTINGS)
+            rows = await conn.fetch(prefix + _RECALL_SQL, *args)
+        return "\n".join(r[0] for r in rows)
+
+    async def count(self, namespace: str) -> int:
+        """Memories owned by `namespace` (shared rows of other namespaces are not counted)."""
+        async with self._db.acquire() as conn:
+            return await conn.fetchval(
+                "SELECT count(*) FROM memories WHERE namespace = $1", namespace
+            )
+
+    @staticmethod
+    def _recall_args(
+        namespace: str,
+        embedding: np.ndarray | Sequence[float],
+        limit: int,
+        min_similarity: float,
+        tags: Sequence[str] | None,
+        include_shared: bool,
+    ) -> tuple[Any, ...]:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit={limit} must be within 1..1000")
+        return (
+            np.asarray(embedding, dtype=np.float32),
+            namespace,
+            include_shared,
+            list(tags) if tags else None,
+            limit,
+            min_similarity,
+        )

@@ -1,0 +1,128 @@
+"""`store_memory` and `recall_memory`: pgvector memory over real MiniLM embeddings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from service.store.memories import MemoryStore
+from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.store_access import bump_version, database, seen_version
+
+MAX_CONTENT_CHARS = 10_000
+MAX_QUERY_CHARS = 2_000
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+
+#: One tag: non-empty, short.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS)]
+
+
+class StoreMemoryArgs(ToolArgs):
+    content: str = Field(
+        min_length=1,
+        max_length=MAX_CONTENT_CHARS,
+        description="Text to remember (embedded as 384-d MiniLM).",
+    )
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="Labels to filter recall by."
+    )
+    importance: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Weight from 0 (trivial) to 1."
+    )
+    shared: bool = Field(
+        default=False,
+        description="Visible to every namespace's recall when true; private otherwise.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form JSON kept with the memory."
+    )
+
+
+class RecallMemoryArgs(ToolArgs):
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, description="Text to search for by meaning."
+    )
+    limit: int = Field(default=10, ge=1, le=100, description="Most results to return (1..100).")
+    min_similarity: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Drop results with cosine similarity below this."
+    )
+    tags: list[Tag] | None = Field(
+        default=None,
+        max_length=MAX_TAGS,
+        description="Only memories carrying at least one of these tags.",
+    )
+    include_shared: bool = Field(
+        default=True, description="Also search memories other namespaces marked shared."
+    )
+
+
+async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any]:
+    """Embed and insert one memory into the caller's namespace."""
+    embedding = await ctx.services.embedder.embed(args.content)
+    row = await MemoryStore(database(ctx)).store(
+        ctx.namespace,
+        ctx.agent_id,
+        args.content,
+        embedding,
+        tags=args.tags,
+        importance=args.importance,
+        shared=args.shared,
+        metadata=args.metadata,
+    )
+    version = await bump_version(ctx, "store_memory")
+    return {
+        "memory_id": row["memory_id"],
+        "namespace": row["namespace"],
+        "shared": row["shared"],
+        "created_at": row["created_at"],
+        "version_written": version,
+    }
+
+
+async def recall_memory(ctx: CallContext, args: RecallMemoryArgs) -> dict[str, Any]:
+    """Top-k memories by cosine similarity from the caller's namespace (plus shared ones)."""
+    version = await seen_version(ctx)
+    embedding = await ctx.services.embedder.embed(args.query)
+    rows = await MemoryStore(database(ctx)).recall(
+        ctx.namespace,
+        embedding,
+        limit=args.limit,
+        min_similarity=args.min_similarity,
+        tags=args.tags,
+        include_shared=args.include_shared,
+    )
+    results = [
+        {
+            "memory_id": r["memory_id"],
+            "content": r["content"],
+            "similarity": round(r["similarity"], 6),
+            "tags": r["tags"],
+            "importance": r["importance"],
+            "namespace": r["namespace"],
+            "shared": r["shared"],
+        }
+        for r in rows
+    ]
+    return {"results": results, "count": len(results), "version_seen": version}
+
+
+def register_memory_tools(registry: ToolRegistry) -> None:
+    """Add `store_memory` and `recall_memory`."""
+    registry.register(
+        ToolSpec(
+            "store_memory",
+            "Store a memory (text, tags, importance) in your namespace; shared=true lets every agent recall it.",
+            StoreMemoryArgs,
+            store_memory,
+        )
+    )
+    registry.register(
+        ToolSpec(
+            "recall_memory",
+            "Recall your memories most similar in meaning to a query (pgvector cosine top-k).",
+            RecallMemoryArgs,
+            recall_memory,
+        )
+    )
