@@ -1,0 +1,1 @@
+"""Bring-up of the simulation cluster: Ray connection, shared infra, topology, placement, runs."""

@@ -46,7 +46,7 @@ def resolve_urls(settings: Settings, *, start: bool = True) -> tuple[str, str, A
     )
 
 
-def build_tool_registry() -> ToolRegistry:
+def build_tool_registry(settings: Settings) -> ToolRegistry:
     """Every tool the server exposes, over WebSocket JSON-RPC and MCP alike."""
     from service.tools.agent_tools import register_agent_tools
     from service.tools.cache_tools import register_cache_tools
@@ -62,9 +62,10 @@ def build_tool_registry() -> ToolRegistry:
         register_workflow_tools,
         register_agent_tools,
         register_cache_tools,
-        register_pattern_tools,
     ):
         register(registry)
+    # Last: it only adds fallbacks of tools no other module registered.
+    register_pattern_tools(registry, enable_test_tools=settings.enable_test_patterns)
     return registry
 
 
@@ -91,13 +92,14 @@ async def start_services(settings: Settings) -> Services:
         cache = await CoherentCache.start(redis_url, settings.cache, settings.instance_id)
         services = Services(
             settings=settings,
-            tools=build_tool_registry(),
+            tools=build_tool_registry(settings),
             embedder=embedder,
             db=db,
             cache=cache,
             sessions=SessionRegistry(settings.limits.max_connections_per_agent),
         )
         services.patterns = await build_pattern_engine(settings, embedder)
+        services.llm = services.patterns.llm
         services.owned_infra = owned
     except BaseException:
         if owned is not None:

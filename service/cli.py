@@ -92,10 +92,21 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_route(args: argparse.Namespace) -> int:
-    from service.patterns.route_cli import main as route_main
+#: Sub-commands with their own argument parsers; everything after the name is theirs.
+PASS_THROUGH = {
+    "route": ("service.patterns.route_cli", "route queries: --jsonl FILE [--mode M] [--eval]"),
+    "tokens": (
+        "service.patterns.tokens_cli",
+        "token reduction of executed requests: --database-url URL | --jsonl FILE",
+    ),
+}
 
-    return route_main(args.rest)
+
+def _pass_through(name: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(PASS_THROUGH[name][0])
+    return int(module.main(list(argv)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,16 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(func=cmd_token)
 
-    route = sub.add_parser(
-        "route", help="route queries: tmws route --jsonl FILE [--mode M] [--eval]", add_help=False
-    )
-    route.add_argument("rest", nargs=argparse.REMAINDER)
-    route.set_defaults(func=cmd_route)
+    for name, (_, help_text) in PASS_THROUGH.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tmws` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        logging.basicConfig(level=logging.WARNING)
+        return _pass_through(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -77,6 +77,8 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     patterns_path: Path = DEFAULT_PATTERNS_PATH
     llm_url: str | None = None
+    #: Load test-only patterns (slow_test_pattern, failing_test_pattern) and their tools.
+    enable_test_patterns: bool = False
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -104,6 +106,7 @@ class Settings:
             state_dir=Path(r.str("TMWS_STATE_DIR", str(DEFAULT_STATE_DIR))),
             patterns_path=Path(r.str("TMWS_PATTERNS_PATH", str(DEFAULT_PATTERNS_PATH))),
             llm_url=r.str("TMWS_LLM_URL", "") or None,
+            enable_test_patterns=r.bool("TMWS_ENABLE_TEST_PATTERNS", False),
             database=DatabaseSettings(
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),

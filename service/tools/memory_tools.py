@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import bump_version, database, seen_version
@@ -38,6 +39,11 @@ class StoreMemoryArgs(ToolArgs):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form JSON kept with the memory."
     )
+    namespace: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Your own namespace (default) or a team namespace 'team:<name>' you belong to.",
+    )
 
 
 class RecallMemoryArgs(ToolArgs):
@@ -56,13 +62,19 @@ class RecallMemoryArgs(ToolArgs):
     include_shared: bool = Field(
         default=True, description="Also search memories other namespaces marked shared."
     )
+    namespace: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Your own namespace (default) or a team namespace 'team:<name>' you belong to.",
+    )
 
 
 async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any]:
     """Embed and insert one memory into the caller's namespace."""
+    namespace = resolve_namespace(ctx, args.namespace)
     embedding = await ctx.services.embedder.embed(args.content)
     row = await MemoryStore(database(ctx)).store(
-        ctx.namespace,
+        namespace,
         ctx.agent_id,
         args.content,
         embedding,
@@ -71,7 +83,7 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
         shared=args.shared,
         metadata=args.metadata,
     )
-    version = await bump_version(ctx, "store_memory")
+    version = await bump_version(ctx, "store_memory", namespace, shared=args.shared)
     return {
         "memory_id": row["memory_id"],
         "namespace": row["namespace"],
@@ -83,10 +95,11 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
 
 async def recall_memory(ctx: CallContext, args: RecallMemoryArgs) -> dict[str, Any]:
     """Top-k memories by cosine similarity from the caller's namespace (plus shared ones)."""
-    version = await seen_version(ctx)
+    namespace = resolve_namespace(ctx, args.namespace)
+    version = await seen_version(ctx, namespace)
     embedding = await ctx.services.embedder.embed(args.query)
     rows = await MemoryStore(database(ctx)).recall(
-        ctx.namespace,
+        namespace,
         embedding,
         limit=args.limit,
         min_similarity=args.min_similarity,

@@ -1,0 +1,46 @@
+"""`AgentSwarm`: a thin async Ray actor around `actors.agents.Swarm` (hundreds of agents, one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ray
+
+from actors.agents import Endpoint, PhaseReport, Swarm, SwarmConfig
+from actors.recorder import SwarmOutput
+from actors.workload import Workload
+
+
+@ray.remote(max_restarts=0)
+class AgentSwarm:
+    """Ray shell: every method forwards to the Ray-free `Swarm`."""
+
+    def __init__(self, config: SwarmConfig) -> None:
+        self._swarm = Swarm(config)
+        self._node_id = ray.get_runtime_context().get_node_id()
+
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def connect_all(self, timeout_s: float = 60.0) -> dict[str, int]:
+        return await self._swarm.connect_all(timeout_s)
+
+    def update_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        self._swarm.update_endpoints(endpoints)
+
+    async def run_phase(
+        self, phase: str, workload: Workload | Mapping[str, Any], rate_share: float = 1.0
+    ) -> PhaseReport:
+        if not isinstance(workload, Workload):
+            workload = Workload.from_dict(workload)
+        return await self._swarm.run_phase(phase, workload, rate_share)
+
+    def status(self) -> dict[str, Any]:
+        return {**self._swarm.status(), "node_id": self._node_id}
+
+    def drain(self) -> SwarmOutput:
+        return self._swarm.drain()
+
+    async def close(self) -> None:
+        await self._swarm.close()

@@ -1,0 +1,196 @@
+"""Turns each request and its outcome into exactly one history row, plus HDR latency histograms.
+
+Failures the client sees (dropped connection, timeout, no instance reachable) become rows with
+`success=false` and a client-side error code, so nothing is ever missing from the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from hdrh.histogram import HdrHistogram
+
+from actors.workload import RequestSpec
+from analysis import hdr
+from analysis.schema import HistoryBuffer
+
+# Client-side error codes: outside the JSON-RPC server range (-32000..-32099), so a row tells a
+# failure the server reported apart from one only the agent saw.
+CONNECTION_LOST = -33001
+CLIENT_TIMEOUT = -33002
+NO_INSTANCE = -33003
+CLIENT_ERROR = -33004
+
+CLIENT_ERROR_REASONS: dict[int, str] = {
+    CONNECTION_LOST: "connection_lost",
+    CLIENT_TIMEOUT: "client_timeout",
+    NO_INSTANCE: "no_instance",
+    CLIENT_ERROR: "client_error",
+}
+
+#: Histogram key that holds every request of the swarm.
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back: a result mapping, or an error code with reason and message."""
+
+    result: Mapping[str, Any] | None = None
+    error_code: int | None = None
+    error_reason: str | None = None
+    error_message: str | None = None
+
+    @property
+    def success(self) -> bool:
+        if self.error_code is not None:
+            return False
+        # Tools report their own failure inside a successful JSON-RPC response.
+        return bool(self.result.get("success", True)) if self.result is not None else True
+
+    @classmethod
+    def ok(cls, result: Any) -> Outcome:
+        return cls(result=result if isinstance(result, Mapping) else {"value": result})
+
+    @classmethod
+    def client_failure(cls, code: int, message: str) -> Outcome:
+        return cls(error_code=code, error_reason=CLIENT_ERROR_REASONS[code], error_message=message)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """The agent's side of a request: who sent it, over which session, to which instance."""
+
+    agent_id: str
+    session_id: str | None = None
+    instance_id: str | None = None
+    node_id: str | None = None
+
+
+@dataclass
+class SwarmOutput:
+    """What a swarm ships to the driver: one record batch and encoded histograms by method."""
+
+    batch: pa.RecordBatch
+    histograms: dict[str, bytes] = field(default_factory=dict)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def build_row(
+    *,
+    run_id: str,
+    scenario: str,
+    phase: str,
+    request: RequestSpec,
+    session: SessionInfo,
+    outcome: Outcome,
+    t_send_ns: int,
+    t_recv_ns: int,
+) -> dict[str, Any]:
+    """The history row for one request (pure)."""
+    r: Mapping[str, Any] = outcome.result or {}
+    version_seen = r.get("version", r.get("version_seen"))
+    error_reason = outcome.error_reason
+    if error_reason is None and not outcome.success:
+        error_reason = str(r.get("error") or "tool_failed")
+    return {
+        "run_id": run_id,
+        "scenario": scenario,
+        "agent_id": session.agent_id,
+        "session_id": session.session_id,
+        "instance_id": r.get("instance_id") or session.instance_id,
+        "node_id": session.node_id,
+        "method": request.method,
+        "pattern_name": r.get("pattern_name") or request.pattern_name,
+        "namespace": r.get("namespace") or request.namespace,
+        "key": request.key,
+        "op": request.op,
+        "version_seen": _int_or_none(version_seen),
+        "version_written": _int_or_none(r.get("version_written")),
+        "cache_hit": r.get("cache_hit") if isinstance(r.get("cache_hit"), bool) else None,
+        "cache_tier": r.get("cache_tier"),
+        "success": outcome.success,
+        "error_code": outcome.error_code,
+        "error_reason": error_reason,
+        "t_send_ns": t_send_ns,
+        "t_recv_ns": t_recv_ns,
+        "latency_ms": max(0, t_recv_ns - t_send_ns) / 1e6,
+        "server_time_ms": _float_or_none(r.get("execution_time_ms")),
+        "tokens_used": _int_or_none(r.get("tokens_used")),
+        "tokens_baseline": _int_or_none(r.get("tokens_baseline")),
+        "degraded": r.get("degraded") if isinstance(r.get("degraded"), bool) else None,
+        "route": r.get("route"),
+        "phase": phase,
+    }
+
+
+class Recorder:
+    """Collects rows in a columnar buffer and latencies in HDR histograms (overall and by method)."""
+
+    def __init__(self, run_id: str, scenario: str) -> None:
+        self.run_id = run_id
+        self.scenario = scenario
+        self._buffer = HistoryBuffer()
+        self._histograms: dict[str, HdrHistogram] = {}
+        self.recorded = 0
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def record(
+        self,
+        *,
+        phase: str,
+        request: RequestSpec,
+        session: SessionInfo,
+        outcome: Outcome,
+        t_send_ns: int,
+        t_recv_ns: int,
+    ) -> None:
+        """Append one row and its latency."""
+        row = build_row(
+            run_id=self.run_id,
+            scenario=self.scenario,
+            phase=phase,
+            request=request,
+            session=session,
+            outcome=outcome,
+            t_send_ns=t_send_ns,
+            t_recv_ns=t_recv_ns,
+        )
+        self._buffer.append(**row)
+        for key in (ALL, request.method):
+            hist = self._histograms.get(key)
+            if hist is None:
+                hist = self._histograms[key] = hdr.new_histogram()
+            hdr.record_ms(hist, row["latency_ms"])
+        self.recorded += 1
+
+    def drain(self) -> SwarmOutput:
+        """Everything recorded since the last drain; buffers and histograms start empty again."""
+        out = SwarmOutput(
+            batch=self._buffer.drain(),
+            histograms={k: hdr.encode(h) for k, h in self._histograms.items()},
+        )
+        self._histograms = {}
+        return out
+
+
+def merge_outputs(outputs: list[SwarmOutput]) -> tuple[pa.Table, dict[str, HdrHistogram]]:
+    """One table and exactly merged histograms from every swarm's output."""
+    from analysis.schema import concat
+
+    table = concat([o.batch for o in outputs if o.batch.num_rows])
+    keys = {k for o in outputs for k in o.histograms}
+    merged = {k: hdr.merge(o.histograms[k] for o in outputs if k in o.histograms) for k in keys}
+    return table, merged

@@ -1,0 +1,281 @@
+"""Declarative workloads: what each agent sends, and when (pure, no I/O).
+
+A workload is a weighted mix of JSON-RPC methods plus a pacing mode:
+
+- closed loop: every agent sends `requests_per_agent` requests, each after the previous response
+  and a think time;
+- open loop: sends are scheduled by a target-rate profile (ramp-up, sustain, ramp-down), never by
+  previous responses, so a slow server cannot slow the sending (no coordinated omission). Latency
+  is measured from the intended send time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Op = Literal["read", "write", "invalidate", "other"]
+
+READ_METHODS = frozenset({"execute_pattern", "recall_memory", "get_task", "list_tasks"})
+WRITE_METHODS = frozenset({"store_memory", "update_task", "create_task"})
+INVALIDATE_METHODS = frozenset({"invalidate_cache"})
+
+#: Query texts for pattern and memory methods when a workload names none.
+DEFAULT_QUERIES: tuple[str, ...] = (
+    "check the health of the database",
+    "show the cache statistics",
+    "recall what I stored about the deployment",
+    "find my notes about redis failover",
+    "list the status of all services",
+    "summarise recent memories about the release",
+)
+
+
+def op_for_method(method: str) -> Op:
+    """The history `op` of a method: read, write, invalidate or other."""
+    if method in READ_METHODS:
+        return "read"
+    if method in WRITE_METHODS:
+        return "write"
+    if method in INVALIDATE_METHODS:
+        return "invalidate"
+    return "other"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request an agent will send, with the fields the history row needs."""
+
+    method: str
+    params: dict[str, Any]
+    op: Op
+    namespace: str
+    key: str | None = None
+    pattern_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodWeight:
+    """A method in the mix, its relative weight and extra params merged into the defaults."""
+
+    method: str
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            raise ValueError("a workload mix entry needs a method")
+        if self.weight <= 0 or not math.isfinite(self.weight):
+            raise ValueError(f"weight of {self.method!r} must be > 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
+class RateProfile:
+    """Open-loop target rate (requests/s, whole run): linear ramp-up, sustain, linear ramp-down."""
+
+    start_rate: float
+    peak_rate: float
+    ramp_up_s: float = 0.0
+    sustain_s: float = 10.0
+    ramp_down_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.start_rate < 0 or self.peak_rate <= 0:
+            raise ValueError("rates must be start_rate >= 0 and peak_rate > 0")
+        if min(self.ramp_up_s, self.sustain_s, self.ramp_down_s) < 0:
+            raise ValueError("profile durations must not be negative")
+
+    @property
+    def duration_s(self) -> float:
+        return self.ramp_up_s + self.sustain_s + self.ramp_down_s
+
+    def scaled(self, factor: float) -> RateProfile:
+        """The same shape at `factor` times the rate (one swarm's share of the total)."""
+        return RateProfile(
+            self.start_rate * factor,
+            self.peak_rate * factor,
+            self.ramp_up_s,
+            self.sustain_s,
+            self.ramp_down_s,
+        )
+
+    def segments(self) -> list[tuple[float, float, float]]:
+        """(duration, rate at start, rate at end) of each non-empty segment."""
+        parts = [
+            (self.ramp_up_s, self.start_rate, self.peak_rate),
+            (self.sustain_s, self.peak_rate, self.peak_rate),
+            (self.ramp_down_s, self.peak_rate, self.start_rate),
+        ]
+        return [p for p in parts if p[0] > 0]
+
+    def expected_count(self) -> float:
+        """Requests the profile asks for over its whole duration (area under the rate)."""
+        return sum(d * (a + b) / 2.0 for d, a, b in self.segments())
+
+
+def open_loop_offsets(profile: RateProfile, max_requests: int = 1_000_000) -> list[float]:
+    """Intended send times (seconds from phase start) following the rate profile exactly.
+
+    The k-th send happens when the integral of the rate reaches k, so the schedule depends only on
+    the clock, never on responses. Capped at `max_requests` to keep loops bounded.
+    """
+    offsets: list[float] = []
+    t0 = 0.0
+    done = 0.0  # integral of the rate up to t0
+    for duration, r0, r1 in profile.segments():
+        slope = (r1 - r0) / duration
+        area = duration * (r0 + r1) / 2.0
+        k = math.ceil(done - 1e-9)
+        while k < done + area - 1e-9 and len(offsets) < max_requests:
+            offsets.append(t0 + _time_for_area(k - done, r0, slope))
+            k += 1
+        t0 += duration
+        done += area
+    return offsets
+
+
+def _time_for_area(area: float, r0: float, slope: float) -> float:
+    """Smallest t with r0*t + slope*t²/2 == area (linear rate segment)."""
+    if area <= 0:
+        return 0.0
+    if abs(slope) < 1e-12:
+        return area / r0
+    disc = r0 * r0 + 2.0 * slope * area
+    return (-r0 + math.sqrt(max(disc, 0.0))) / slope
+
+
+def split_round_robin(offsets: list[float], n_agents: int) -> list[list[float]]:
+    """Deal sends to agents in turn: agent i gets sends i, i+n, i+2n, ..."""
+    if n_agents < 1:
+        raise ValueError("need at least one agent")
+    return [offsets[i::n_agents] for i in range(n_agents)]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A mix of methods and a pacing mode (closed loop, or open loop with a `rate` profile)."""
+
+    mix: tuple[MethodWeight, ...] = (MethodWeight("ping"),)
+    requests_per_agent: int = 3
+    think_time_s: tuple[float, float] = (0.0, 0.0)
+    rate: RateProfile | None = None
+    queries: tuple[str, ...] = DEFAULT_QUERIES
+    request_timeout_s: float = 10.0
+    #: Hard ceiling on a phase's wall time; sends not started by then are skipped (and not counted).
+    max_duration_s: float = 300.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.mix:
+            raise ValueError("a workload needs at least one method in its mix")
+        if self.requests_per_agent < 0:
+            raise ValueError("requests_per_agent must not be negative")
+        lo, hi = self.think_time_s
+        if lo < 0 or hi < lo:
+            raise ValueError(f"think_time_s must be 0 <= low <= high, got {self.think_time_s}")
+        if not self.queries:
+            raise ValueError("a workload needs at least one query text")
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workload:
+        """Build from a YAML-style mapping; unknown keys fail naming the key."""
+        known = {
+            "mix",
+            "requests_per_agent",
+            "think_time_ms",
+            "rate",
+            "queries",
+            "request_timeout_s",
+            "max_duration_s",
+            "seed",
+        }
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown workload keys: {sorted(unknown)}")
+        mix = tuple(_mix_entry(m) for m in _mix_items(data.get("mix", {"ping": 1})))
+        think = data.get("think_time_ms", [0, 0])
+        if isinstance(think, int | float):
+            think = [think, think]
+        rate = data.get("rate")
+        return cls(
+            mix=mix,
+            requests_per_agent=int(data.get("requests_per_agent", 3)),
+            think_time_s=(float(think[0]) / 1000.0, float(think[1]) / 1000.0),
+            rate=RateProfile(**rate) if rate else None,
+            queries=tuple(data.get("queries", DEFAULT_QUERIES)),
+            request_timeout_s=float(data.get("request_timeout_s", 10.0)),
+            max_duration_s=float(data.get("max_duration_s", 300.0)),
+            seed=int(data.get("seed", 0)),
+        )
+
+    def choose(self, rng: random.Random) -> MethodWeight:
+        """Pick a mix entry by weight."""
+        return rng.choices(self.mix, weights=[m.weight for m in self.mix], k=1)[0]
+
+    def think(self, rng: random.Random) -> float:
+        """A think time in seconds drawn uniformly from the configured range."""
+        lo, hi = self.think_time_s
+        return lo if hi == lo else rng.uniform(lo, hi)
+
+    def request(self, agent_id: str, seq: int, rng: random.Random) -> RequestSpec:
+        """The `seq`-th request of `agent_id` (deterministic for a seeded `rng`)."""
+        entry = self.choose(rng)
+        query = rng.choice(self.queries)
+        return build_request(entry, agent_id, seq, query)
+
+
+def _mix_items(raw: Any) -> list[Any]:
+    if isinstance(raw, Mapping):
+        return [{"method": k, "weight": v} for k, v in raw.items()]
+    return list(raw)
+
+
+def _mix_entry(raw: Any) -> MethodWeight:
+    if isinstance(raw, str):
+        return MethodWeight(raw)
+    return MethodWeight(
+        method=str(raw["method"]),
+        weight=float(raw.get("weight", 1.0)),
+        params=dict(raw.get("params", {})),
+    )
+
+
+def build_request(entry: MethodWeight, agent_id: str, seq: int, query: str) -> RequestSpec:
+    """Default params for well-known methods, overridden by the mix entry's params."""
+    namespace = agent_id
+    method = entry.method
+    params: dict[str, Any]
+    key: str | None = None
+    if method == "execute_pattern":
+        params = {"query": query, "execution_mode": "balanced", "use_cache": True}
+        key = query
+    elif method == "recall_memory":
+        params = {"query": query, "limit": 5}
+        key = query
+    elif method == "store_memory":
+        params = {"content": f"{query} (note {seq} by {agent_id})"}
+        key = query
+    elif method == "create_task":
+        params = {"title": f"task {seq} of {agent_id}"}
+    elif method == "list_tasks":
+        params = {}
+    else:
+        params = {}
+    params.update(entry.params)
+    namespace = str(params.get("namespace", namespace))
+    pattern_name = params.get("pattern_name")
+    return RequestSpec(
+        method=method,
+        params=params,
+        op=op_for_method(method),
+        namespace=namespace,
+        key=key,
+        pattern_name=str(pattern_name) if pattern_name else None,
+    )

@@ -1,0 +1,1 @@
+"""Pattern execution: registry, hybrid router, executors, token accounting, engine."""

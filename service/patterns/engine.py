@@ -1,0 +1,339 @@
+"""`execute_pattern` orchestration: route → cache → executor (with timeout) → tokens → record.
+
+A query the router sends to the LLM is answered by the LLM backend and charged the baseline.
+A pattern that fails (tool error, missing tool) falls back to the LLM and the failure is
+recorded; a timeout or an unavailable database is reported to the client instead, because
+those are what the client must see (integration test plan 6.1, 6.2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.cache import GLOBAL_NAMESPACE
+from service.config import Settings
+from service.errors import (
+    CacheUnavailable,
+    DependencyUnavailable,
+    ExecutionTimeout,
+    TMWSError,
+)
+from service.llm import LLMBackend, build_llm
+from service.namespaces import resolve_namespace
+from service.patterns.executors import run_pattern
+from service.patterns.registry import Pattern, PatternRegistry
+from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRouter, RouteDecision
+from service.patterns.stats import PatternStats
+from service.patterns.tokens import BASELINE_TOKENS, cache_hit_tokens, render_prompt
+from service.tools.registry import CallContext
+
+log = logging.getLogger(__name__)
+
+#: Failures the client must see as errors; every other pattern failure falls back to the LLM.
+NO_FALLBACK: tuple[type[TMWSError], ...] = (ExecutionTimeout, DependencyUnavailable)
+
+
+@dataclass
+class _Outcome:
+    """What one execution produced, before it becomes the wire result."""
+
+    route: str
+    success: bool
+    result: Any
+    tokens_used: int
+    cache_hit: bool = False
+    cache_tier: str = "none"
+    version: int | None = None
+    degraded: bool = False
+    fallback: bool = False
+    partial: bool = False
+    error: str | None = None
+
+
+class PatternEngine:
+    """Owns the registry, router, statistics and LLM backend of one service instance."""
+
+    def __init__(
+        self,
+        registry: PatternRegistry,
+        router: HybridRouter,
+        stats: PatternStats,
+        llm: LLMBackend,
+        *,
+        baseline_tokens: int = BASELINE_TOKENS,
+    ) -> None:
+        self.registry = registry
+        self.router = router
+        self.stats = stats
+        self.llm = llm
+        self.baseline_tokens = baseline_tokens
+
+    @property
+    def version(self) -> int:
+        return self.registry.version
+
+    async def reload(self, path: str | Path | None = None) -> int:
+        """Re-read the catalogue, re-embed exemplars; returns the new registry version."""
+        version = self.registry.reload(path)
+        await self.router.refresh()
+        return version
+
+    async def route(self, query: str, mode: str = "balanced") -> RouteDecision:
+        return await self.router.route(query, mode)
+
+    async def execute(
+        self,
+        ctx: CallContext,
+        *,
+        query: str,
+        execution_mode: str = "balanced",
+        use_cache: bool = True,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one query end to end and return the `execute_pattern` result."""
+        namespace = resolve_namespace(ctx, namespace)
+        started = time.perf_counter()
+        decision = await self.router.route(query, execution_mode)
+        pattern = (
+            None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
+        )
+        try:
+            if pattern is None:
+                outcome = await self._llm(query, route="llm")
+            else:
+                outcome = await self._pattern(ctx, pattern, decision, query, namespace, use_cache)
+        except TMWSError as exc:
+            elapsed = (time.perf_counter() - started) * 1000.0
+            await self._record(
+                ctx, pattern, decision, execution_mode, namespace, elapsed, error=exc
+            )
+            raise
+        elapsed = (time.perf_counter() - started) * 1000.0
+        await self._record(
+            ctx, pattern, decision, execution_mode, namespace, elapsed, outcome=outcome
+        )
+        return {
+            "success": outcome.success,
+            "pattern_name": pattern.name if pattern else None,
+            "pattern_type": pattern.type if pattern else None,
+            "route": outcome.route,
+            "fallback": outcome.fallback,
+            "confidence": decision.confidence,
+            "matched_by": decision.matched_by,
+            "execution_mode": execution_mode,
+            "execution_time_ms": round(elapsed, 3),
+            "tokens_used": outcome.tokens_used,
+            "tokens_baseline": self.baseline_tokens,
+            "cache_hit": outcome.cache_hit,
+            "cache_tier": outcome.cache_tier,
+            "instance_id": ctx.instance_id,
+            "version": outcome.version,
+            "registry_version": self.registry.version,
+            "degraded": outcome.degraded,
+            "partial": outcome.partial,
+            "namespace": namespace,
+            "error": outcome.error,
+            "result": outcome.result,
+        }
+
+    async def _pattern(
+        self,
+        ctx: CallContext,
+        pattern: Pattern,
+        decision: RouteDecision,
+        query: str,
+        namespace: str,
+        use_cache: bool,
+    ) -> _Outcome:
+        compute_errors: list[TMWSError] = []
+        compute = self._computer(ctx, pattern, decision, query, compute_errors)
+        cache = getattr(ctx.services, "cache", None)
+        try:
+            if cache is not None and use_cache and pattern.cacheable:
+                return await self._cached(cache, pattern, query, namespace, compute)
+            return self._computed(pattern, await compute())
+        except TMWSError as exc:
+            if exc in compute_errors:
+                return await self._after_failure(exc, pattern, query)
+            if not isinstance(exc, CacheUnavailable):
+                raise
+        # The cache layer itself failed: answer without it, marked degraded.
+        try:
+            outcome = self._computed(pattern, await compute())
+        except TMWSError as exc:
+            return await self._after_failure(exc, pattern, query)
+        outcome.degraded = True
+        return outcome
+
+    async def _after_failure(self, exc: TMWSError, pattern: Pattern, query: str) -> _Outcome:
+        """The executor failed: timeouts and lost dependencies go to the client, the rest to the LLM."""
+        if isinstance(exc, NO_FALLBACK):
+            raise exc
+        fallback = await self._llm(
+            query, route="llm_fallback", context=f"pattern {pattern.name} failed"
+        )
+        fallback.fallback = True
+        fallback.error = f"{exc.reason}: {exc.message}"
+        return fallback
+
+    def _computer(
+        self,
+        ctx: CallContext,
+        pattern: Pattern,
+        decision: RouteDecision,
+        query: str,
+        errors: list[TMWSError],
+    ) -> Callable[[], Awaitable[dict[str, Any]]]:
+        async def compute() -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                result = await run_pattern(pattern, query, decision.groups, ctx)
+            except TMWSError as exc:
+                errors.append(exc)  # lets the engine tell executor failures from cache failures
+                self.stats.record(
+                    pattern.name,
+                    success=False,
+                    latency_ms=(time.perf_counter() - started) * 1000.0,
+                    error=f"{exc.reason}: {exc.message}",
+                    timeout=isinstance(exc, ExecutionTimeout),
+                    fallback=not isinstance(exc, NO_FALLBACK),
+                )
+                raise
+            self.stats.record(
+                pattern.name, success=True, latency_ms=(time.perf_counter() - started) * 1000.0
+            )
+            prompt = render_prompt(
+                pattern.template,
+                query=query,
+                result=result,
+                budget=pattern.token_budget,
+                pattern=pattern.name,
+            )
+            return {
+                "result": result,
+                "tokens_used": prompt.tokens,
+                "partial": bool(result.get("partial")),
+            }
+
+        return compute
+
+    async def _cached(
+        self,
+        cache: Any,
+        pattern: Pattern,
+        query: str,
+        namespace: str,
+        compute: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> _Outcome:
+        key_parts = {
+            "query": query,
+            "pattern": pattern.name,
+            "registry_version": self.registry.version,
+        }
+        scope = GLOBAL_NAMESPACE if pattern.cache_scope == "global" else namespace
+        res = await cache.get_or_compute(scope, key_parts, compute, ttl_s=pattern.cache_ttl_s)
+        value = res.value
+        if res.hit:
+            self.stats.record_hit(pattern.name)
+        tokens = cache_hit_tokens(pattern.name) if res.hit else int(value["tokens_used"])
+        return _Outcome(
+            route=pattern.type,
+            success=True,
+            result=value["result"],
+            tokens_used=tokens,
+            cache_hit=bool(res.hit),
+            cache_tier=str(res.tier),
+            version=res.generation,
+            degraded=bool(res.degraded),
+            partial=bool(value.get("partial")),
+        )
+
+    def _computed(self, pattern: Pattern, value: dict[str, Any]) -> _Outcome:
+        return _Outcome(
+            route=pattern.type,
+            success=True,
+            result=value["result"],
+            tokens_used=int(value["tokens_used"]),
+            partial=bool(value.get("partial")),
+        )
+
+    async def _llm(self, query: str, *, route: str, context: str | None = None) -> _Outcome:
+        response = await self.llm.complete(query, context=context)
+        return _Outcome(
+            route=route,
+            success=True,
+            result={"answer": response.text, "backend": response.backend, "model": response.model},
+            tokens_used=response.tokens_used,
+        )
+
+    async def _record(
+        self,
+        ctx: CallContext,
+        pattern: Pattern | None,
+        decision: RouteDecision,
+        mode: str,
+        namespace: str,
+        latency_ms: float,
+        *,
+        outcome: _Outcome | None = None,
+        error: TMWSError | None = None,
+    ) -> None:
+        """Write the learning-record row; losing it must not fail the request it describes."""
+        db = getattr(ctx.services, "db", None)
+        log_cls = _execution_log_class()
+        if db is None or log_cls is None:
+            return
+        if outcome is not None:
+            success, err = (not outcome.fallback), outcome.error
+        else:
+            success, err = False, f"{error.reason}: {error.message}" if error else "unknown"
+        try:
+            await log_cls(db).record(
+                agent_id=ctx.agent_id,
+                instance_id=ctx.instance_id,
+                namespace=namespace,
+                pattern_name=pattern.name if pattern else "llm",
+                pattern_type=pattern.type if pattern else "llm",
+                route=outcome.route if outcome else decision.route,
+                execution_mode=mode,
+                success=success,
+                error=err,
+                latency_ms=latency_ms,
+                tokens_used=outcome.tokens_used if outcome else 0,
+                tokens_baseline=self.baseline_tokens,
+                cache_hit=outcome.cache_hit if outcome else False,
+                cache_tier=outcome.cache_tier if outcome else "none",
+            )
+        except TMWSError as exc:
+            log.warning("learning record not written: %s", exc)
+
+
+def _execution_log_class() -> Any:
+    try:
+        from service.store.executions import ExecutionLog
+    except ImportError:
+        return None
+    return ExecutionLog
+
+
+async def build_pattern_engine(
+    settings: Settings,
+    embedder: EmbedderLike,
+    *,
+    llm: LLMBackend | None = None,
+    enable_test_patterns: bool | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> PatternEngine:
+    """Load the catalogue at `settings.patterns_path`, embed its exemplars, pick the LLM backend."""
+    include_test = (
+        settings.enable_test_patterns if enable_test_patterns is None else enable_test_patterns
+    )
+    registry = PatternRegistry.load(settings.patterns_path, include_test=include_test)
+    stats = PatternStats()
+    router = await HybridRouter.build(registry, embedder, stats=stats, threshold=threshold)
+    return PatternEngine(registry, router, stats, llm or build_llm(settings))
