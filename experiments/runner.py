@@ -1,0 +1,185 @@
+"""The one shape every experiment has: parse args → bring up → run phases → gather → check → report.
+
+An experiment is a small object with three hooks (`instance_env`, `drive`, `check`); `main` does
+the rest — Ray and the service instances through `cluster.ClusterRun`, the history table, the
+resource table, the reports in the run folder, the terminal dashboard, and the leak check at the
+end. The exit code is 0 when every critical criterion passed, 1 when one failed, 2 on bad input.
+
+Scripts run as `python experiments/<name>.py` and as
+`ray job submit --working-dir . -- python experiments/<name>.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from analysis import checks
+from analysis.checks import Criterion
+from analysis.coherency import CoherencyReport
+from analysis.metrics import summarize
+from analysis.report import write_report
+from analysis.resources import leak_criteria, resource_criteria
+from analysis.terminal import print_dashboard
+from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
+from cluster.topology import PRESETS
+
+log = logging.getLogger("experiments")
+
+DEFAULT_OUT_ROOT = Path("test-reports") / "integration"
+SCALES = tuple(PRESETS)
+
+
+@dataclass
+class Outcome:
+    """What an experiment's `check` concluded from the recorded rows."""
+
+    criteria: list[Criterion]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    coherency: CoherencyReport | None = None
+
+
+class Experiment:
+    """One scenario of the integration test plan; subclasses set the names and override hooks."""
+
+    #: file and suite name, e.g. "coherency"
+    scenario: str = ""
+    #: plan section, e.g. "4.3"
+    section: str = ""
+    #: one line for --help and reports
+    title: str = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Scenario-specific options (none by default)."""
+
+    def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
+        """Extra TMWS_* settings for every service instance (none by default)."""
+        return {}
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        """Run the phases (and faults); return facts for `check` (e.g. fault times)."""
+        raise NotImplementedError
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+        """Judge the plan's criteria from the recorded rows."""
+        raise NotImplementedError
+
+
+def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"experiments/{experiment.scenario}.py",
+        description=f"[{experiment.section}] {experiment.title}",
+    )
+    parser.add_argument("--scale", default="ci", help=f"preset: {', '.join(SCALES)} or a YAML path")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"run folder (default {DEFAULT_OUT_ROOT}/<scenario>)"
+    )
+    parser.add_argument(
+        "--address", default=None, help="Ray address (default RAY_ADDRESS or local)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="soak: stretch the load phase to this many s"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="workload seed")
+    parser.add_argument("--run-id", default=None, help="run id (default: scenario + random)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    experiment.add_arguments(parser)
+    return parser
+
+
+def run_experiment(
+    experiment: Experiment,
+    argv: Sequence[str] | None = None,
+    *,
+    infra: Any = None,
+    state_dir: Path | None = None,
+) -> tuple[int, Path]:
+    """Run one experiment end to end; (exit code, run folder). Tests pass their `infra`."""
+    args = build_parser(experiment).parse_args(argv)
+    out = (args.out or DEFAULT_OUT_ROOT / experiment.scenario).resolve()
+    before = child_processes()
+    started_at = datetime.now(UTC)
+    config = RunConfig(
+        scenario=experiment.scenario,
+        preset=args.scale,
+        out_dir=out,
+        run_id=args.run_id,
+        address=args.address,
+        instance_env=experiment.instance_env(args),
+        infra=infra,
+        state_dir=state_dir,
+        progress=not args.quiet,
+    )
+    with ClusterRun(config) as run:
+        facts = experiment.drive(run, args)
+        result = run.gather()
+        run_id = run.run_id
+    finished_at = datetime.now(UTC)
+    outcome = experiment.check(result, facts, args)
+    criteria = list(outcome.criteria)
+    criteria += _resource_criteria(result)
+    leaked = leaked_processes(before)
+    criteria.append(
+        checks.holds(
+            "no_leaked_processes",
+            not leaked,
+            measured=", ".join(f"{p.pid}:{p.name()}" for p in leaked) or "none",
+            expectation="every process the run started is gone",
+            section="1.1",
+        )
+    )
+    metrics = {**summarize(result.table), **outcome.metrics, "facts": facts}
+    write_report(
+        out,
+        run_id=run_id,
+        scenario=experiment.scenario,
+        history=result.table,
+        criteria=criteria,
+        metrics=metrics,
+        resources=result.resources,
+        coherency=outcome.coherency,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+    judged = criteria + (outcome.coherency.criteria if outcome.coherency else [])
+    print_dashboard(
+        scenario=experiment.scenario,
+        criteria=judged,
+        metrics=metrics,
+        duration_s=(finished_at - started_at).total_seconds(),
+        stale_reads=outcome.coherency.stale.count if outcome.coherency else None,
+    )
+    print(f"reports: {out}")
+    return (0 if checks.tally(judged).ok else 1), out
+
+
+def _resource_criteria(result: RunResult) -> list[Criterion]:
+    """Section 9 resource bands and the soak leak check: reported, not gating, on shared cores."""
+    if result.resources is None or result.resources.num_rows == 0:
+        return []
+    judged = resource_criteria(result.resources) + leak_criteria(result.resources)
+    return [dataclasses.replace(c, critical=False) for c in judged]
+
+
+def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
+    """Script entry point: exit code 0 pass, 1 a critical criterion failed, 2 bad input."""
+    logging.basicConfig(
+        level=os.environ.get("TMWS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        code, _ = run_experiment(experiment, argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"{experiment.scenario}: error: {exc}", file=sys.stderr)
+        return 2
+    return code
