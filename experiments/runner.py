@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from analysis import checks
 from analysis.checks import Criterion
 from analysis.coherency import CoherencyReport
 from analysis.metrics import summarize
 from analysis.report import write_report
 from analysis.resources import leak_criteria, resource_criteria
+from analysis.schema import concat
 from analysis.terminal import print_dashboard
 from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
 from cluster.topology import PRESETS
@@ -35,6 +38,8 @@ from cluster.topology import PRESETS
 log = logging.getLogger("experiments")
 
 DEFAULT_OUT_ROOT = Path("test-reports") / "integration"
+#: Key of `drive`'s facts holding history record batches recorded on the driver (not by swarms).
+DRIVER_BATCHES = "driver_batches"
 SCALES = tuple(PRESETS)
 
 
@@ -122,6 +127,11 @@ def run_experiment(
         facts = experiment.drive(run, args)
         result = run.gather()
         run_id = run.run_id
+    driver_batches = facts.pop(DRIVER_BATCHES, [])
+    if driver_batches:
+        driver_rows = concat(driver_batches)
+        result.table = pa.concat_tables([result.table, driver_rows])
+        result.sent += driver_rows.num_rows
     finished_at = datetime.now(UTC)
     outcome = experiment.check(result, facts, args)
     criteria = list(outcome.criteria)
@@ -159,6 +169,18 @@ def run_experiment(
     )
     print(f"reports: {out}")
     return (0 if checks.tally(judged).ok else 1), out
+
+
+def fault_target(run: ClusterRun) -> Any:
+    """The embedded servers a fault experiment may stop and restart, or None.
+
+    Servers given by URL (docker compose, a cloud cluster) are never stopped by us: experiments
+    that need to take Redis or PostgreSQL away report themselves skipped there.
+    """
+    given = run.config.infra
+    if given is not None and hasattr(given, "stop_redis"):
+        return given
+    return run.infra.owned if run.infra is not None else None
 
 
 def _resource_criteria(result: RunResult) -> list[Criterion]:
