@@ -148,6 +148,10 @@ async def health(services: Services) -> dict[str, Any]:
         "postgres": db_status,
         "redis": redis_status,
         "pool": services.db.pool_stats() if services.db is not None else {},
+        "breakers": {
+            "postgresql": services.db.breaker.stats() if services.db is not None else None,
+            "redis": cache_stats.get("breaker"),
+        },
         "cache": cache_stats,
         "sessions": services.sessions.stats() if services.sessions is not None else {},
     }

@@ -19,6 +19,7 @@ from pgvector.asyncpg import register_vector
 
 from service.config import ConfigError, DatabaseSettings
 from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
+from service.resilience.breaker import CircuitBreaker
 
 T = TypeVar("T")
 
@@ -104,6 +105,15 @@ class Database:
         self._lost_total = 0
         self._retries_exhausted_total = 0
         self._closed = False
+        # Only "database unavailable" says the server is down; a busy pool or a bad query does not.
+        self.breaker = CircuitBreaker(
+            "database",
+            error_cls=DatabaseUnavailable,
+            failure_types=(DatabaseUnavailable,),
+            map_failures=False,
+            failure_threshold=3,
+            reset_timeout_s=2.0,
+        )
 
     @classmethod
     async def connect(cls, settings: DatabaseSettings) -> Database:
@@ -137,6 +147,21 @@ class Database:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow a connection behind the PostgreSQL circuit breaker (fails fast while open)."""
+        self.breaker.before_call()
+        try:
+            async with self._acquire_unguarded() as conn:
+                yield conn
+        except DatabaseUnavailable as exc:
+            self.breaker.record_failure(exc)
+            raise
+        except BaseException:
+            self.breaker.record_neutral()
+            raise
+        self.breaker.record_success()
+
+    @asynccontextmanager
+    async def _acquire_unguarded(self) -> AsyncIterator[asyncpg.Connection]:
         """Borrow a connection, waiting at most `acquire_timeout_s`; errors map to ours."""
         conn = await self._borrow()
         self._in_use += 1
