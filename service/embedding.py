@@ -41,7 +41,11 @@ def encode_sync(texts: Sequence[str]) -> np.ndarray:
     """Normalised float32 embeddings, shape (len(texts), 384)."""
     model = load_model()
     vectors = model.encode(
-        list(texts), batch_size=_MAX_BATCH, normalize_embeddings=True, convert_to_numpy=True
+        list(texts),
+        batch_size=_MAX_BATCH,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
     )
     return np.asarray(vectors, dtype=np.float32)
 
