@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from analysis import checks
 from analysis.checks import Criterion
+from analysis.schema import ColumnBuffer
 
 RESOURCE_SCHEMA = pa.schema(
     [
@@ -30,36 +31,15 @@ RESOURCE_SCHEMA = pa.schema(
         pa.field("redis_used_memory", pa.int64()),
     ]
 )
-_REQUIRED = frozenset(f.name for f in RESOURCE_SCHEMA if not f.nullable)
 MB = 1024 * 1024
 GB = 1024 * MB
 
 
-class ResourceBuffer:
-    """Columnar append-only buffer of resource samples; drained into Arrow record batches."""
+class ResourceBuffer(ColumnBuffer):
+    """Resource samples of a run: one row per source per sampling tick."""
 
-    def __init__(self) -> None:
-        self._columns: dict[str, list[Any]] = {name: [] for name in RESOURCE_SCHEMA.names}
-
-    def __len__(self) -> int:
-        return len(self._columns["t_ns"])
-
-    def append(self, **row: Any) -> None:
-        """Add one sample; unknown columns are an error, missing optional ones are null."""
-        unknown = row.keys() - self._columns.keys()
-        if unknown:
-            raise KeyError(f"unknown resource columns: {sorted(unknown)}")
-        missing = _REQUIRED - row.keys()
-        if missing:
-            raise KeyError(f"missing required resource columns: {sorted(missing)}")
-        for name, values in self._columns.items():
-            values.append(row.get(name))
-
-    def drain(self) -> pa.RecordBatch:
-        """Everything buffered so far as one record batch; the buffer is emptied."""
-        batch = pa.RecordBatch.from_pydict(self._columns, schema=RESOURCE_SCHEMA)
-        self._columns = {name: [] for name in RESOURCE_SCHEMA.names}
-        return batch
+    schema = RESOURCE_SCHEMA
+    kind = "resource"
 
 
 def _values(

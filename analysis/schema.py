@@ -45,14 +45,17 @@ HISTORY_SCHEMA = pa.schema(
 )
 
 COLUMNS: tuple[str, ...] = tuple(HISTORY_SCHEMA.names)
-_REQUIRED = frozenset(f.name for f in HISTORY_SCHEMA if not f.nullable)
 
 
-class HistoryBuffer:
-    """Columnar append-only buffer of history rows; drained into Arrow record batches."""
+class ColumnBuffer:
+    """Columnar append-only buffer of rows of one schema; drained into Arrow record batches."""
+
+    schema: pa.Schema
+    kind = "row"
 
     def __init__(self) -> None:
-        self._columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self._required = frozenset(f.name for f in self.schema if not f.nullable)
+        self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self._rows = 0
 
     def __len__(self) -> int:
@@ -62,20 +65,27 @@ class HistoryBuffer:
         """Add one row; unknown columns are an error, missing optional ones are null."""
         unknown = row.keys() - self._columns.keys()
         if unknown:
-            raise KeyError(f"unknown history columns: {sorted(unknown)}")
-        missing = _REQUIRED - row.keys()
+            raise KeyError(f"unknown {self.kind} columns: {sorted(unknown)}")
+        missing = self._required - row.keys()
         if missing:
-            raise KeyError(f"missing required history columns: {sorted(missing)}")
+            raise KeyError(f"missing required {self.kind} columns: {sorted(missing)}")
         for name, values in self._columns.items():
             values.append(row.get(name))
         self._rows += 1
 
     def drain(self) -> pa.RecordBatch:
         """Everything buffered so far as one record batch; the buffer is emptied."""
-        batch = pa.RecordBatch.from_pydict(self._columns, schema=HISTORY_SCHEMA)
-        self._columns = {name: [] for name in COLUMNS}
+        batch = pa.RecordBatch.from_pydict(self._columns, schema=self.schema)
+        self._columns = {name: [] for name in self.schema.names}
         self._rows = 0
         return batch
+
+
+class HistoryBuffer(ColumnBuffer):
+    """History rows: one per request an agent sent."""
+
+    schema = HISTORY_SCHEMA
+    kind = "history"
 
 
 def empty_table() -> pa.Table:
