@@ -8,6 +8,7 @@ those are what the client must see (integration test plan 6.1, 6.2).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from service.errors import (
     CacheUnavailable,
     DependencyUnavailable,
     ExecutionTimeout,
+    PoolExhausted,
     TMWSError,
 )
 from service.llm import LLMBackend, build_llm
@@ -35,7 +37,8 @@ from service.tools.registry import CallContext
 log = logging.getLogger(__name__)
 
 #: Failures the client must see as errors; every other pattern failure falls back to the LLM.
-NO_FALLBACK: tuple[type[TMWSError], ...] = (ExecutionTimeout, DependencyUnavailable)
+#: Errors the client must see as they are: the LLM would hide a dead or saturated dependency.
+NO_FALLBACK: tuple[type[TMWSError], ...] = (ExecutionTimeout, DependencyUnavailable, PoolExhausted)
 
 
 @dataclass
@@ -97,6 +100,9 @@ class PatternEngine:
     ) -> dict[str, Any]:
         """Run one query end to end and return the `execute_pattern` result."""
         namespace = resolve_namespace(ctx, namespace)
+        if namespace != ctx.namespace:
+            # A team namespace: the pattern's tools (recall, store) act on it, not the caller's own.
+            ctx = dataclasses.replace(ctx, namespace=namespace)
         started = time.perf_counter()
         decision = await self.router.route(query, execution_mode)
         pattern = (

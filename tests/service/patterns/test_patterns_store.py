@@ -214,3 +214,28 @@ async def test_cache_hit_costs_only_the_envelope(
         print(f"\ncache: miss {first['tokens_used']} tokens, hit {second['tokens_used']} tokens")
     finally:
         await cache.close()
+
+
+async def test_team_namespace_patterns_act_on_the_team(
+    embedder: Embedder, database: Any, make_services: Any, make_context: Any
+) -> None:
+    """A memory pattern run with `namespace=team:…` stores into and recalls from the team."""
+    services = await make_services(embedder, db=database, extra_tools=_register_store_tools)
+    team = f"team:t{uuid.uuid4().hex[:6]}"
+    writer = make_context(services, agent_id=f"writer-{uuid.uuid4().hex[:6]}")
+    reader = make_context(services, agent_id=f"reader-{uuid.uuid4().hex[:6]}")
+    note = "The team's release train leaves every second Tuesday at noon."
+    stored = await services.tools.call(
+        "execute_pattern", {"query": f"remember that {note}", "namespace": team}, writer
+    )
+    assert stored["pattern_name"] == "remember_note" and stored["namespace"] == team
+    private = await services.tools.call(
+        "execute_pattern", {"query": "what do I know about the release train"}, reader
+    )
+    assert note not in str(private["result"])
+    shared = await services.tools.call(
+        "execute_pattern",
+        {"query": "what do I know about the release train", "namespace": team},
+        reader,
+    )
+    assert shared["route"] == "memory" and note in str(shared["result"]), shared
