@@ -1,0 +1,130 @@
+"""[5.1] End-to-end latency: 100 sequential requests, balanced mode, cache enabled.
+
+Pipeline: client → WebSocket → pattern router → executor → database → response. One agent (or
+`--agents N`, each sequential) sends a fixed cycle of infrastructure, memory and hybrid queries
+one after another, so after the first pass the cache answers (cache enabled, as the plan says).
+The agent runs on the driver with the swarms' own `SimAgent`, so its rows are exactly swarm rows;
+its memories are seeded first so memory and hybrid patterns return data. Reported besides the
+plan's targets: the server's share (`server_time_ms`) against transport overhead, per route.
+
+    python experiments/latency.py --scale ci --out /tmp/latency
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+from typing import Any
+
+from analysis import criteria, metrics
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments import perf_rows
+from experiments.perf_driver import DriverAgents, pattern_request
+from experiments.perf_seed import delete_seeded, seed_memories, synthetic_notes
+from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+
+SECTION = "5.1"
+REQUESTS = 100
+SEED_NOTES = 60
+#: A cycle over the three pattern types (each matches a trigger of its intended pattern).
+QUERIES: tuple[str, ...] = (
+    "system status",
+    "what do I know about the deployment",
+    "catch me up",
+    "list the available tools",
+    "find my notes about the redis failover",
+    "give me a status report",
+    "what time is it on the server",
+    "what did we decide about the release schedule",
+    "prepare my standup update",
+    "show cache statistics",
+)
+TARGETS_MS = {"avg": 150.0, "p50": 100.0, "p95": 250.0, "p99": 400.0}
+
+
+class LatencyExperiment(Experiment):
+    scenario = "latency"
+    section = SECTION
+    title = "end-to-end latency: 100 sequential requests, balanced mode, cache enabled"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per agent")
+        parser.add_argument("--agents", type=int, default=1, help="agents, each sequential")
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        assert run.infra is not None
+        ids = [f"{run.run_id}-lat-{i}" for i in range(args.agents)]
+        seeds = [
+            asyncio.run(seed_memories(run.infra.database_url, aid, synthetic_notes(SEED_NOTES, i)))
+            for i, aid in enumerate(ids)
+        ]
+        try:
+            batch, walls = asyncio.run(self._load(run, ids, args.requests))
+        finally:
+            for aid in ids:
+                asyncio.run(delete_seeded(run.infra.database_url, aid))
+        return {
+            "agents": args.agents,
+            "requests_per_agent": args.requests,
+            "queries": list(QUERIES),
+            "seeded_per_agent": seeds[0].rows if seeds else 0,
+            "wall_s_per_agent": walls,
+            DRIVER_BATCHES: [batch],
+        }
+
+    async def _load(
+        self, run: ClusterRun, ids: list[str], requests: int
+    ) -> tuple[Any, list[float]]:
+        agents = DriverAgents(run.run_id, self.scenario, run.endpoints(), ids)
+        try:
+            await agents.connect()
+
+            async def one(index: int) -> float:
+                aid = ids[index]
+                reqs = [
+                    pattern_request(aid, seq, QUERIES[seq % len(QUERIES)])
+                    for seq in range(requests)
+                ]
+                return await agents.sequential("load", reqs, 10.0, agent=index)
+
+            walls = await asyncio.gather(*(one(i) for i in range(len(ids))))
+            return agents.drain(), [round(w, 3) for w in walls]
+        finally:
+            await agents.close()
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+        rows = perf_rows.phase_rows(result.table, "load")
+        timing = args.scale != "ci"
+        judged: list[Criterion] = [
+            criteria.success_rate_criterion(rows, 95.0, section=SECTION),
+            criteria.avg_latency_criterion(
+                rows, TARGETS_MS["avg"], section=SECTION, critical=timing
+            ),
+        ]
+        for p in (50, 95, 99):
+            judged.append(
+                criteria.percentile_latency_criterion(
+                    rows, p, TARGETS_MS[f"p{p}"], section=SECTION, critical=timing
+                )
+            )
+        return Outcome(
+            judged,
+            metrics={
+                "breakdown": perf_rows.latency_breakdown(rows),
+                "latency_by_route": perf_rows.latency_by(rows, "route"),
+                "latency_by_cache_hit": perf_rows.latency_by(rows, "cache_hit"),
+                "load_cache_hit_rate": metrics.cache_hit_rate(rows),
+                "targets_ms": TARGETS_MS,
+            },
+        )
+
+
+EXPERIMENT = LatencyExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

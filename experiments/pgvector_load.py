@@ -1,0 +1,311 @@
+"""[3.1] pgvector query performance under load: 50 concurrent vector searches, cache off.
+
+Seeds memories (real MiniLM embeddings) as shared rows of one namespace of the run (memory
+patterns recall the caller's own namespace plus shared rows, so every agent searches them), rebuilds the chosen
+ANN index (`--index hnsw|ivfflat`, the instances run with the same TMWS_VECTOR_INDEX) over them,
+then releases 50 memory-pattern queries at once (`execute_pattern`, use_cache=false, so each one
+embeds the query and searches PostgreSQL). Index use is verified from PostgreSQL's own plans of
+exactly the query recall runs, and of the plan's query shape, recorded as facts.
+
+    python experiments/pgvector_load.py --scale ci --index ivfflat --out /tmp/pgv
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import re
+from typing import Any
+
+import asyncpg
+
+from analysis import checks, criteria
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments import perf_rows
+from experiments.perf_driver import DriverAgents, pattern_request
+from experiments.perf_seed import TOPICS, delete_seeded, seed_memories, synthetic_notes
+from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+from service.config import DatabaseSettings
+from service.embedding import encode_sync
+from service.store.db import Database
+from service.store.memories import MemoryStore
+from service.store.vector_index import (
+    INDEX_NAMES,
+    ensure_vector_index,
+    ivfflat_lists,
+    vector_indexes,
+)
+
+SECTION = "3.1"
+#: Seeded memories per scale; the plan gives no table size, so ci stays quick to embed.
+MEMORIES = {"ci": 1000, "laptop": 10000, "cloud": 100000}
+#: Below this many rows PostgreSQL may rightly prefer a sequential scan for recall's query: with
+#: hnsw.ef_search = 100 (set by recall) its HNSW cost estimate beats a seq scan only on larger
+#: tables (measured: 2000 rows -> Seq Scan + top-N sort, ~4 ms); with the default ef_search the
+#: plan's shape switches to a seq scan at ~1000 rows.
+RECALL_INDEX_MIN_ROWS = 10000
+CONCURRENT = 50
+#: Queries whose plans are explained (a sample of the load's own queries).
+EXPLAINED = 10
+_PHRASES = (
+    "what do I know about the {}",
+    "search my memories for the {}",
+    "find my notes about the {}",
+    "look up my notes on the {}",
+    "recall everything about the {}",
+)
+# The plan's query, on our table with the operator the index is built for: MiniLM vectors are
+# normalised, so cosine distance (<=>) orders like the plan's L2 (<->); `distance < 0.3` cannot
+# name a select alias in WHERE, so it filters the ordered top-k from outside.
+PLAN_SHAPE_SQL = """
+SELECT * FROM (
+    SELECT id, content, embedding <=> $1 AS distance
+    FROM memories
+    ORDER BY embedding <=> $1
+    LIMIT 10
+) top WHERE distance < 0.3
+"""
+
+
+def load_queries(n: int) -> list[str]:
+    """`n` distinct memory-pattern queries over the seed topics."""
+    out = [p.format(t) for t in TOPICS for p in _PHRASES]
+    return (out * (n // len(out) + 1))[:n]
+
+
+def index_in_plan(plan: str, index_name: str) -> bool:
+    """True if the plan scans the ANN index by name (an Index Scan node, not a Seq Scan)."""
+    return re.search(rf"Index Scan using {re.escape(index_name)}\b", plan) is not None
+
+
+async def _prepare_index(url: str, kind: str, rebuild: bool) -> dict[str, Any]:
+    """Make `kind` the ANN index (rebuilt over the seeded rows when asked); returns the facts."""
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        before = await vector_indexes(conn)
+        rows = int(await conn.fetchval("SELECT count(*) FROM memories"))
+        lists = ivfflat_lists(rows) if kind == "ivfflat" else None
+        if rebuild:
+            # IVFFlat clusters the rows present at build time: build it over the seeded data.
+            await ensure_vector_index(conn, kind, lists=lists)  # type: ignore[arg-type]
+        await conn.execute("ANALYZE memories")
+        after = await vector_indexes(conn)
+    finally:
+        await conn.close()
+    return {"before": before, "after": after, "table_rows": rows, "ivfflat_lists": lists}
+
+
+async def _restore_index(url: str, before: dict[str, str]) -> None:
+    """Put back the index kind that was there before the run (the DB may be shared)."""
+    kinds = set(before.values())
+    if len(kinds) != 1:
+        return
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        await ensure_vector_index(conn, kinds.pop())  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+
+
+async def explain_plans(url: str, namespace: str, queries: list[str]) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of recall's own query and of the plan's shape for each sample query."""
+    vectors = encode_sync(queries)
+    db = await Database.connect(DatabaseSettings(url=url, pool_min=1, pool_max=2))
+    recall_plans, shape_plans, forced_plans = [], [], []
+    try:
+        store = MemoryStore(db)
+        for vec in vectors:
+            recall_plans.append(await store.explain_recall(namespace, vec, limit=3, analyze=True))
+        async with db.acquire() as conn, conn.transaction(readonly=True):
+            for vec in vectors:
+                rows = await conn.fetch("EXPLAIN (ANALYZE) " + PLAN_SHAPE_SQL, vec)
+                shape_plans.append("\n".join(r[0] for r in rows))
+        async with db.acquire() as conn, conn.transaction(readonly=True):
+            # Can the chosen index serve the query at all (operator class matches)? With
+            # sequential scans priced out, the planner uses it if it is applicable.
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            for vec in vectors:
+                rows = await conn.fetch("EXPLAIN " + PLAN_SHAPE_SQL, vec)
+                forced_plans.append("\n".join(r[0] for r in rows))
+    finally:
+        await db.close()
+    return {"recall": recall_plans, "plan_shape": shape_plans, "index_forced": forced_plans}
+
+
+def _execution_ms(plan: str) -> float | None:
+    match = re.search(r"Execution Time: ([0-9.]+) ms", plan)
+    return float(match.group(1)) if match else None
+
+
+def summarize_plans(plans: dict[str, list[str]], index_name: str) -> dict[str, Any]:
+    """Per query shape: plans scanning the index vs sequentially, DB execution time, one sample."""
+    out: dict[str, Any] = {"index": index_name}
+    for shape, texts in plans.items():
+        used = sum(index_in_plan(p, index_name) for p in texts)
+        seq = sum("Seq Scan on memories" in p for p in texts)
+        times = [t for t in (_execution_ms(p) for p in texts) if t is not None]
+        out[shape] = {
+            "explained": len(texts),
+            "index_scans": used,
+            "seq_scans": seq,
+            "index_scan_ratio": used / len(texts) if texts else None,
+            "db_execution_ms_mean": sum(times) / len(times) if times else None,
+            "db_execution_ms_max": max(times, default=None),
+            "sample_plan": texts[0] if texts else "",
+        }
+    return out
+
+
+class PgvectorLoad(Experiment):
+    scenario = "pgvector_load"
+    section = SECTION
+    title = (
+        "pgvector query performance: 50 concurrent vector searches, cache disabled, index verified"
+    )
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--index", choices=("hnsw", "ivfflat"), default="hnsw", help="ANN index to verify"
+        )
+        parser.add_argument("--memories", type=int, default=None, help="memories to seed")
+        parser.add_argument("--queries", type=int, default=CONCURRENT, help="concurrent searches")
+        parser.add_argument("--keep-seed", action="store_true", help="leave the seeded rows")
+
+    def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
+        return {"TMWS_VECTOR_INDEX": args.index}
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        assert run.infra is not None
+        url = run.infra.database_url
+        namespace = f"perf-seed-{run.run_id}"
+        count = args.memories or MEMORIES.get(run.preset.name, MEMORIES["ci"])
+        seed = asyncio.run(
+            seed_memories(url, namespace, synthetic_notes(count, args.seed), shared=True)
+        )
+        index = asyncio.run(_prepare_index(url, args.index, rebuild=True))
+        queries = load_queries(args.queries)
+        try:
+            plans = asyncio.run(explain_plans(url, f"{run.run_id}-vec-000", queries[:EXPLAINED]))
+            batch, wall_s = asyncio.run(self._load(run, queries))
+        finally:
+            if not args.keep_seed:
+                asyncio.run(delete_seeded(url, namespace))
+            asyncio.run(_restore_index(url, index["before"]))
+        return {
+            "index_kind": args.index,
+            "namespace": namespace,
+            "seed": seed.to_dict(),
+            "index": index,
+            "explain": summarize_plans(plans, INDEX_NAMES[args.index]),
+            "concurrent": len(queries),
+            "load_wall_s": wall_s,
+            DRIVER_BATCHES: [batch],
+        }
+
+    async def _load(self, run: ClusterRun, queries: list[str]) -> tuple[Any, float]:
+        n_inst = len(run.instance_infos)
+        ids = [f"{run.run_id}-vec-{i:03d}" for i in range(len(queries))]
+        agents = DriverAgents(
+            run.run_id, self.scenario, run.endpoints(), ids, [i % n_inst for i in range(len(ids))]
+        )
+        try:
+            await agents.connect()
+            # One warm-up search per instance: the first call pays for lazy imports, not the DB.
+            warm = [
+                pattern_request(ids[i], 0, queries[i], use_cache=False)
+                for i in range(min(n_inst, len(ids)))
+            ]
+            await agents.burst("warmup", warm, 30.0)
+            load = [
+                pattern_request(aid, 1, q, use_cache=False)
+                for aid, q in zip(ids, queries, strict=True)
+            ]
+            wall_s = await agents.burst("load", load, 30.0)
+            return agents.drain(), wall_s
+        finally:
+            await agents.close()
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+        rows = perf_rows.phase_rows(result.table, "load")
+        timing = args.scale != "ci"
+        explain = facts["explain"]
+        recall_ratio = explain["recall"]["index_scan_ratio"]
+        routes = set(rows.column("route").to_pylist())
+        big = facts["index"]["table_rows"] >= RECALL_INDEX_MIN_ROWS
+        judged: list[Criterion] = [
+            criteria.success_rate_criterion(rows, 96.0, section=SECTION),
+            criteria.avg_latency_criterion(rows, 200.0, section=SECTION, critical=timing),
+            criteria.percentile_latency_criterion(
+                rows, 95, 500.0, section=SECTION, critical=timing
+            ),
+            checks.at_least(
+                "queries_per_second",
+                perf_rows.qps(rows),
+                10.0,
+                description="successful searches per second (first send to last reply)",
+                unit=" qps",
+                section=SECTION,
+                critical=timing,
+                metric="qps",
+                strict=True,
+            ),
+            checks.holds(
+                "all_cache_disabled_memory_searches",
+                routes == {"memory"} and rows.num_rows == facts["concurrent"],
+                measured=f"{rows.num_rows} rows, routes {sorted(map(str, routes))}",
+                expectation=f"{facts['concurrent']} rows, every one routed to a memory pattern",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "vector_index_usable",
+                100.0 * (explain["index_forced"]["index_scan_ratio"] or 0.0),
+                100.0,
+                description=f"with seq scans priced out, the plan's query shape scans "
+                f"{explain['index']} (the chosen index exists and fits the operator)",
+                unit="%",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "vector_index_used",
+                100.0 * (explain["plan_shape"]["index_scan_ratio"] or 0.0),
+                100.0,
+                description=f"EXPLAIN ANALYZE of the plan's query shape (top-10 by distance) "
+                f"scans {explain['index']} (gating from {RECALL_INDEX_MIN_ROWS} rows)",
+                unit="%",
+                section=SECTION,
+                critical=big,
+            ),
+            checks.at_least(
+                "recall_index_scan_ratio",
+                None if recall_ratio is None else 100.0 * recall_ratio,
+                100.0,
+                description=f"plans of recall's own query scanning {explain['index']} "
+                f"(gating from {RECALL_INDEX_MIN_ROWS} rows; smaller tables may rightly seq-scan)",
+                unit="%",
+                section=SECTION,
+                critical=big,
+            ),
+        ]
+        return Outcome(
+            judged,
+            metrics={
+                "qps": perf_rows.qps(rows),
+                "load_latency": perf_rows.latency_breakdown(rows),
+                "index_kind": facts["index_kind"],
+                "index_scan_ratio": recall_ratio,
+                "db_execution_ms_mean": explain["recall"]["db_execution_ms_mean"],
+                "seeded_memories": facts["seed"]["rows"],
+                "errors_by_code": perf_rows.error_codes(rows),
+            },
+        )
+
+
+EXPERIMENT = PgvectorLoad()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

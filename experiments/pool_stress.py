@@ -1,0 +1,197 @@
+"""[1.3] Database connection pool stress: 50 concurrent memory-pattern requests, pool 10 + 20.
+
+Every instance runs with TMWS_POOL_MIN=10, TMWS_POOL_MAX=30 (pool 10, overflow 20). Fifty
+requests that each need the database (memory pattern, use_cache=false) are released at once at
+ONE instance, so they exceed its pool as the plan intends. Pool figures (peak in use, callers
+waiting, acquisition waits, exhaustions) come from the instances' own /health before and after;
+a leak check compares pg_stat_activity and every pool's in-use count before and after.
+A memory pattern whose pool wait ran out would fall back to the LLM (route llm_fallback) rather
+than fail, so the zero-exceptions check counts those rows too.
+
+    python experiments/pool_stress.py --scale ci --requests 80 --out /tmp/pool
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+from typing import Any
+
+import pyarrow.compute as pc
+
+from analysis import checks, criteria
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments import perf_rows
+from experiments.perf_driver import DriverAgents, instance_health, pattern_request, pool_figures
+from experiments.perf_seed import (
+    count_connections,
+    delete_seeded,
+    seed_memories,
+    synthetic_notes,
+)
+from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+
+SECTION = "1.3"
+DB_ERROR_CODES = {-32002}  # DependencyUnavailable / DatabaseUnavailable
+DB_ERROR_REASONS = {"pool_exhausted", "database_unavailable", "dependency_unavailable"}
+SEED_NOTES = 40
+QUERIES = (
+    "what do I know about the {}",
+    "find my notes about the {}",
+    "search my memories for the {}",
+    "what did we decide about the {}",
+)
+TOPICS = (
+    "deployment",
+    "redis failover",
+    "release schedule",
+    "database migration",
+    "api rate limits",
+)
+
+
+def queries(n: int) -> list[str]:
+    """`n` memory-pattern queries (distinct where possible)."""
+    out = [q.format(t) for t in TOPICS for q in QUERIES]
+    return (out * (n // len(out) + 1))[:n]
+
+
+class PoolStress(Experiment):
+    scenario = "pool_stress"
+    section = SECTION
+    title = "connection pool stress: 50 concurrent DB-bound requests against pool 10 + overflow 20"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--requests", type=int, default=50, help="concurrent requests")
+        parser.add_argument("--pool-min", type=int, default=10, help="TMWS_POOL_MIN (pool size)")
+        parser.add_argument(
+            "--pool-max", type=int, default=30, help="TMWS_POOL_MAX (pool+overflow)"
+        )
+
+    def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
+        return {"TMWS_POOL_MIN": str(args.pool_min), "TMWS_POOL_MAX": str(args.pool_max)}
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        assert run.infra is not None
+        url = run.infra.database_url
+        namespace = f"perf-seed-{run.run_id}"
+        asyncio.run(seed_memories(url, namespace, synthetic_notes(SEED_NOTES), shared=True))
+        try:
+            before_pg = asyncio.run(count_connections(url))
+            before = pool_figures(instance_health(run))
+            batch, wall_s = asyncio.run(self._burst(run, args.requests))
+            after = pool_figures(instance_health(run))
+            after_pg = asyncio.run(count_connections(url))
+        finally:
+            asyncio.run(delete_seeded(url, namespace))
+        target = run.instance_infos[0].instance_id
+        return {
+            "target_instance": target,
+            "requests": args.requests,
+            "pool_min": args.pool_min,
+            "pool_max": args.pool_max,
+            "wall_s": round(wall_s, 3),
+            "pool_before": before,
+            "pool_after": after,
+            "pg_connections_before": before_pg,
+            "pg_connections_after": after_pg,
+            DRIVER_BATCHES: [batch],
+        }
+
+    async def _burst(self, run: ClusterRun, n: int) -> tuple[Any, float]:
+        ids = [f"{run.run_id}-pool-{i:03d}" for i in range(n)]
+        # Every agent's home is instance 0: the burst lands on one pool, as in the plan.
+        agents = DriverAgents(run.run_id, self.scenario, run.endpoints(), ids, [0] * n)
+        try:
+            await agents.connect()
+            texts = queries(n)
+            warm = [pattern_request(ids[0], 0, texts[0], use_cache=False)]
+            await agents.burst("warmup", warm, 30.0)
+            load = [
+                pattern_request(aid, 1, q, use_cache=False)
+                for aid, q in zip(ids, texts, strict=True)
+            ]
+            wall_s = await agents.burst("load", load, 60.0)
+            return agents.drain(), wall_s
+        finally:
+            await agents.close()
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+        rows = perf_rows.phase_rows(result.table, "load")
+        timing = args.scale != "ci"
+        failed = rows.filter(pc.equal(rows.column("success"), False))
+        db_errors = sum(
+            1
+            for code, reason in zip(
+                failed.column("error_code").to_pylist(),
+                failed.column("error_reason").to_pylist(),
+                strict=True,
+            )
+            if code in DB_ERROR_CODES or reason in DB_ERROR_REASONS
+        )
+        fallbacks = rows.filter(pc.equal(pc.fill_null(rows.column("route"), ""), "llm_fallback"))
+        target = facts["target_instance"]
+        pool = facts["pool_after"].get(target, {})
+        before = facts["pool_before"].get(target, {})
+        in_use_after = sum(int(p.get("in_use", 0)) for p in facts["pool_after"].values())
+        growth = sum(
+            int(facts["pool_after"][i].get("size", 0)) - int(facts["pool_before"][i].get("size", 0))
+            for i in facts["pool_after"]
+            if i in facts["pool_before"]
+        )
+        extra_pg = facts["pg_connections_after"] - facts["pg_connections_before"]
+        exhausted = int(pool.get("exhausted_total", 0)) - int(before.get("exhausted_total", 0))
+        judged: list[Criterion] = [
+            checks.equals(
+                "database_exceptions",
+                float(db_errors + fallbacks.num_rows),
+                0,
+                description="rows failed with a database/pool error, or answered by the LLM "
+                "because the memory pattern failed",
+                section=SECTION,
+            ),
+            checks.holds(
+                "graceful_queuing",
+                exhausted == 0 and db_errors == 0,
+                measured=f"peak in use {pool.get('in_use_peak')}/{pool.get('max')}, peak waiting "
+                f"{pool.get('waiting_peak')}, max wait {pool.get('acquire_wait_ms_max')} ms, "
+                f"exhausted {exhausted}",
+                expectation="callers beyond the pool wait for a connection; none times out",
+                section=SECTION,
+            ),
+            criteria.success_rate_criterion(rows, 96.0, section=SECTION),
+            criteria.duration_criterion(rows, 60.0, section=SECTION, critical=timing),
+            checks.holds(
+                "no_connection_leak",
+                in_use_after == 0 and extra_pg <= max(growth, 0),
+                measured=f"pools in use after: {in_use_after}; pg_stat_activity "
+                f"{facts['pg_connections_before']} → {facts['pg_connections_after']}, "
+                f"pool growth {growth}",
+                expectation="every pool back to 0 in use; new server sessions ≤ pool growth",
+                section=SECTION,
+            ),
+        ]
+        return Outcome(
+            judged,
+            metrics={
+                "pool_target_after": pool,
+                "pool_wait_ms_max": pool.get("acquire_wait_ms_max"),
+                "pool_wait_ms_avg": pool.get("acquire_wait_ms_avg"),
+                "pool_in_use_peak": pool.get("in_use_peak"),
+                "pool_waiting_peak": pool.get("waiting_peak"),
+                "pool_utilisation_peak": (pool.get("in_use_peak") or 0) / (pool.get("max") or 1),
+                "load_latency": perf_rows.latency_breakdown(rows),
+                "errors_by_code": perf_rows.error_codes(rows),
+            },
+        )
+
+
+EXPERIMENT = PoolStress()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))
