@@ -8,7 +8,9 @@ token accounting.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -17,6 +19,10 @@ import numpy as np
 
 EMBEDDING_DIM = 384
 _MAX_BATCH = 64
+# Hugging Face fast tokenizers keep padding/truncation state on one shared Rust object: two
+# threads using it at once corrupt each other's batches ("expected sequence of length 10 at
+# dim 1 (got 5)"). Encodes take this lock; token accounting uses a tokenizer of its own.
+_ENCODE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -40,19 +46,26 @@ def load_model() -> Any:
 def encode_sync(texts: Sequence[str]) -> np.ndarray:
     """Normalised float32 embeddings, shape (len(texts), 384)."""
     model = load_model()
-    vectors = model.encode(
-        list(texts),
-        batch_size=_MAX_BATCH,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
+    with _ENCODE_LOCK:
+        vectors = model.encode(
+            list(texts),
+            batch_size=_MAX_BATCH,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     return np.asarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def counting_tokenizer() -> Any:
+    """The MiniLM tokenizer for token accounting: a copy, so it never races the encoder's."""
+    return copy.deepcopy(load_model().tokenizer)
 
 
 def count_tokens(text: str) -> int:
     """Tokens of `text` under the MiniLM WordPiece tokenizer (no special tokens)."""
-    tokenizer = load_model().tokenizer
+    tokenizer = counting_tokenizer()
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 

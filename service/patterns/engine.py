@@ -201,6 +201,11 @@ class PatternEngine:
                 result = await run_pattern(pattern, query, decision.groups, ctx)
             except TMWSError as exc:
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
+                if isinstance(exc, DependencyUnavailable | PoolExhausted):
+                    # A lost or saturated database says nothing about the pattern: counting it would
+                    # demote every memory pattern during an outage, hide the -32002 behind LLM
+                    # answers, and keep the pattern demoted after the dependency is back.
+                    raise
                 self.stats.record(
                     pattern.name,
                     success=False,

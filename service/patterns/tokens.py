@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.embedding import count_tokens, load_model
+from service.embedding import count_tokens, counting_tokenizer
 
 BASELINE_TOKENS = 400
 #: Longest query text kept in a prompt, so a long query cannot eat the whole budget.
@@ -65,7 +65,7 @@ def truncate_tokens(text: str, limit: int) -> str:
     """The longest prefix of `text` holding at most `limit` tokens (cut on a token boundary)."""
     if limit <= 0:
         return ""
-    encoding = load_model().tokenizer(
+    encoding = counting_tokenizer()(
         text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
     )
     offsets = encoding["offset_mapping"]

@@ -12,7 +12,9 @@ from service.tools.registry import CallContext
 
 def ctx(teams: list[str] | None = None) -> CallContext:
     extra = {} if teams is None else {"teams": teams}
-    return CallContext(agent_id="alice", session_id="s", instance_id="i", services=None, extra=extra)
+    return CallContext(
+        agent_id="alice", session_id="s", instance_id="i", services=None, extra=extra
+    )
 
 
 def test_default_is_own_namespace() -> None:

@@ -1,0 +1,277 @@
+"""[6.1] Database connection loss and recovery: PostgreSQL really stopped and restarted mid-run.
+
+The swarms send memory-pattern queries with `use_cache=false` (each needs the database) at a
+steady open-loop rate. The driver probes every instance before, during and after the outage
+(ping, /health, execute_pattern, store_memory), stops the embedded PostgreSQL, lets the load hit
+the missing database, starts it again and probes until a request succeeds, without touching the
+instances. Checks split the rows by the recorded fault times.
+
+The service has no circuit breaker on the PostgreSQL path (service/store/db.py maps each lost or
+refused connection to `DatabaseUnavailable` per request; only the Redis path has a breaker), so
+that criterion is reported as skipped with that reason, and the fail-fast latency is measured.
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import pyarrow.compute as pc
+
+from actors.recorder import CLIENT_ERROR, Outcome, SessionInfo
+from analysis import checks, metrics
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments.proto_checks import all_succeeded, between, failures, rate_pct, successes, where
+from experiments.proto_driver import DriverLog, ProtoSession
+from experiments.proto_infra import fetch_health, http_urls, scale_name, sized
+from experiments.runner import DRIVER_BATCHES, Experiment, fault_target, main
+from experiments.runner import Outcome as Verdict
+
+SECTION = "6.1"
+MEMORY_QUERIES = [
+    "what do I know about the deployment process",
+    "recall my notes on postgres tuning",
+    "what did I write down about the API rate limits",
+    "search my memories for the migration plan",
+]
+#: open-loop rate (req/s) and phase length (s); rows before/during the outage (paces the faults)
+LOAD = {
+    "ci": {"rate": 12.0, "seconds": 30.0, "before": 50, "during": 60},
+    "laptop": {"rate": 30.0, "seconds": 60.0, "before": 300, "during": 400},
+    "cloud": {"rate": 60.0, "seconds": 90.0, "before": 900, "during": 1200},
+}
+RECOVERY_BOUND_S = 60.0
+
+
+class DbRecoveryExperiment(Experiment):
+    scenario = "db_recovery"
+    section = SECTION
+    title = "Database connection loss recovery (PostgreSQL stopped and restarted)"
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        target = fault_target(run)
+        log = DriverLog(run.run_id, self.scenario)
+        agent = f"{run.run_id}-dbprobe"
+        facts: dict[str, Any] = {"pids_before": _pids(run)}
+        asyncio.run(self._probe(run, log, agent, "before", seed=True))
+        if target is None:
+            facts["skipped"] = "servers given by URL: PostgreSQL is not ours to stop"
+            facts[DRIVER_BATCHES] = log.batches()
+            return facts
+        load = sized(LOAD, scale_name(run))
+        workload = {
+            "mix": [{"method": "execute_pattern", "params": {"use_cache": False}}],
+            "queries": MEMORY_QUERIES,
+            "rate": {
+                "start_rate": load["rate"],
+                "peak_rate": load["rate"],
+                "sustain_s": load["seconds"],
+            },
+            "request_timeout_s": 20,
+        }
+        handle = run.start_phase("load", workload)
+        handle.wait_until_recorded(load["before"], timeout_s=60)
+        facts["t_stop_ns"] = time.time_ns()
+        target.stop_postgres()
+        facts["t_stopped_ns"] = time.time_ns()
+        asyncio.run(self._probe(run, log, agent, "outage"))
+        handle.wait_until_recorded(load["before"] + load["during"], timeout_s=120)
+        facts["t_start_ns"] = time.time_ns()
+        target.start_postgres()
+        facts["t_started_ns"] = time.time_ns()
+        facts["t_first_success_ns"] = asyncio.run(self._until_recovered(run, log, agent))
+        asyncio.run(self._probe(run, log, agent, "after"))
+        handle.wait()
+        facts["pids_after"] = _pids(run)
+        facts[DRIVER_BATCHES] = log.batches()
+        return facts
+
+    async def _probe(
+        self, run: ClusterRun, log: DriverLog, agent: str, phase: str, *, seed: bool = False
+    ) -> None:
+        """On every instance: ping, /health, a memory pattern without cache, a store."""
+        await asyncio.gather(
+            *(
+                self._probe_one(info.ws_url, url, log, f"{agent}-{i}", f"probe-{phase}", seed)
+                for i, (info, url) in enumerate(
+                    zip(run.instance_infos, http_urls(run), strict=True)
+                )
+            )
+        )
+
+    async def _probe_one(
+        self, ws: str, http: str, log: DriverLog, agent: str, phase: str, seed: bool
+    ) -> None:
+        t_send = time.time_ns()
+        try:
+            health = await fetch_health(http)
+            outcome = Outcome.ok(
+                {"postgres": health.get("postgres"), "status": health.get("status")}
+            )
+        except Exception as exc:  # an instance that does not answer is exactly what we look for
+            outcome = Outcome(error_code=CLIENT_ERROR, error_reason=f"health: {exc!r}"[:300])
+        log.record(phase=phase, method="health", session=SessionInfo(agent), outcome=outcome,
+                   t_send_ns=t_send, t_recv_ns=time.time_ns(), key="health", op="other")  # fmt: skip
+        session = await ProtoSession.open(ws, agent)
+        try:
+            if seed:
+                await log.call(session, "store_memory",
+                               {"content": "the deployment process uses blue green switches"},
+                               phase=phase, key="seed")  # fmt: skip
+            await log.call(session, "ping", {}, phase=phase, key="ping")
+            await log.call(session, "execute_pattern",
+                           {"query": MEMORY_QUERIES[0], "use_cache": False}, phase=phase,
+                           key="memory_pattern", expect=memory_route)  # fmt: skip
+            await log.call(session, "store_memory", {"content": f"probe note {phase}"},
+                           phase=phase, key="store")  # fmt: skip
+        finally:
+            await session.close()
+
+    async def _until_recovered(self, run: ClusterRun, log: DriverLog, agent: str) -> int | None:
+        """Send memory patterns to every instance until each succeeds (every attempt is a row)."""
+        deadline = time.monotonic() + RECOVERY_BOUND_S
+        firsts: list[int] = []
+        for i, info in enumerate(run.instance_infos):
+            session = await ProtoSession.open(info.ws_url, f"{agent}-{i}")
+            try:
+                while time.monotonic() < deadline:
+                    call = await log.call(session, "execute_pattern",
+                                          {"query": MEMORY_QUERIES[1], "use_cache": False},
+                                          phase="recovery-probe", key="memory_pattern",
+                                          expect=memory_route)  # fmt: skip
+                    if call.ok:
+                        firsts.append(call.row["t_recv_ns"])
+                        break
+                    # No event tells us PostgreSQL accepts connections again: retry, bounded.
+                    await asyncio.sleep(0.2)
+            finally:
+                await session.close()
+        return max(firsts) if len(firsts) == len(run.instance_infos) else None
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
+        if "skipped" in facts:
+            return Verdict([checks.skipped("db_recovery", facts["skipped"], section=SECTION)])
+        table = result.table
+        outage = between(table, facts["t_stopped_ns"], facts["t_start_ns"])
+        outage_failed = failures(outage)
+        db_errors = outage_failed.filter(
+            pc.and_(
+                pc.fill_null(pc.equal(outage_failed.column("error_code"), -32002), False),
+                pc.fill_null(
+                    pc.equal(outage_failed.column("error_reason"), "database_unavailable"), False
+                ),
+            )
+        )
+        needs_db = outage.filter(_needs_db(outage))
+        first_ok = facts["t_first_success_ns"]
+        after = between(table, first_ok, None) if first_ok else table.slice(0, 0)
+        fail_fast = metrics.latency_exact(outage_failed, successful_only=False)
+        found: list[Criterion] = [
+            all_succeeded(
+                "no_service_crash_ping",
+                where(table, phase="probe-outage", key="ping"),
+                section=SECTION,
+                minimum=3,
+                description="every instance answers ping while PostgreSQL is down",
+            ),
+            all_succeeded(
+                "no_service_crash_health",
+                where(table, phase="probe-outage", key="health"),
+                section=SECTION,
+                minimum=3,
+                description="every instance answers /health (reporting postgres unavailable)",
+            ),
+            checks.holds(
+                "instances_not_restarted",
+                facts["pids_before"] == facts["pids_after"],
+                measured=f"pids {facts['pids_before']} -> {facts['pids_after']}",
+                expectation="same process for every instance before and after",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "error_indicates_db_unavailable",
+                rate_pct(db_errors.num_rows, needs_db.num_rows),
+                100.0,
+                description="requests needing the database during the outage answered -32002 "
+                f"database_unavailable ({db_errors.num_rows} of {needs_db.num_rows})",
+                unit="%",
+                section=SECTION,
+            ),
+            checks.equals(
+                "no_internal_errors",
+                float(where(table, error_code=-32603).num_rows),
+                0,
+                description="-32603 replies during the whole run",
+                section=SECTION,
+            ),
+            checks.skipped(
+                "circuit_breaker_activation",
+                "no circuit breaker on the PostgreSQL path (service/store/db.py): every request "
+                "tries the pool and fails fast with -32002; only Redis has a breaker",
+                section=SECTION,
+            ),
+            checks.holds(
+                "automatic_recovery",
+                first_ok is not None,
+                measured=(
+                    f"every instance served a DB pattern {(first_ok - facts['t_started_ns']) / 1e9:.2f}s "
+                    "after PostgreSQL restarted"
+                    if first_ok
+                    else f"not within {RECOVERY_BOUND_S}s"
+                ),
+                expectation="requests succeed again without restarting instances",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "success_after_recovery",
+                rate_pct(successes(after).num_rows, after.num_rows),
+                99.0,
+                description="requests sent after the first recovered success",
+                unit="%",
+                section=SECTION,
+            ),
+            checks.at_most(
+                "outage_error_latency_p95",
+                fail_fast["p95"],
+                1000.0,
+                description="how fast a request fails while the database is down (fail fast)",
+                unit="ms",
+                section=SECTION,
+                critical=args.scale != "ci",
+            ),
+        ]
+        recovery_s = (first_ok - facts["t_started_ns"]) / 1e9 if first_ok else None
+        outage_s = (facts["t_start_ns"] - facts["t_stopped_ns"]) / 1e9
+        return Verdict(found, metrics={"recovery_s": recovery_s, "outage_s": outage_s,
+                                       "outage_requests": outage.num_rows})  # fmt: skip
+
+
+def memory_route(result: Any) -> str | None:
+    """A memory query must be answered by its memory pattern, not by the LLM instead."""
+    route = (result or {}).get("route")
+    return None if route == "memory" else f"not_memory_route: answered by route {route!r}"
+
+
+def _needs_db(table: Any) -> Any:
+    """Rows whose request needs PostgreSQL (memory patterns without cache, stores)."""
+    method = table.column("method")
+    return pc.fill_null(
+        pc.or_(pc.equal(method, "execute_pattern"), pc.equal(method, "store_memory")), False
+    )
+
+
+def _pids(run: ClusterRun) -> dict[str, int]:
+    return {s["instance_id"]: s["pid"] for s in run.instance_stats()}
+
+
+EXPERIMENT = DbRecoveryExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

@@ -1,0 +1,191 @@
+"""[6.2] Pattern execution timeout: a pattern that holds a database connection for 8 s, 5 s budget.
+
+Instances run with TMWS_ENABLE_TEST_PATTERNS=true, which loads `slow_test_pattern` (trigger
+"slow pattern test": `slow_tool` holds a pooled connection in `pg_sleep(8)`, timeout_s 5). The
+driver sends it from sessions on every instance while the swarms keep sending fast requests. Each
+slow request must come back as -32001 after about 5 s; afterwards no `pg_sleep` may still run in
+PostgreSQL and every pool must be back to zero connections in use. Fewer than 5 slow requests go
+to each instance, so the pattern's own timeout learning (demotion after 5 failures) stays out
+of the way; the stats it keeps are recorded as facts.
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from analysis import checks
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments.proto_checks import between, error_code_criterion, rate_pct, successes, where
+from experiments.proto_driver import DriverLog, ProtoSession
+from experiments.proto_infra import fetch, health_all, pool_figures, scale_name, sized, wait_for
+from experiments.runner import DRIVER_BATCHES, Experiment, main
+from experiments.runner import Outcome as Verdict
+
+SECTION = "6.2"
+SLOW_QUERY = "slow pattern test"
+THRESHOLD_S = 5.0
+LIMIT_MS = 5500.0
+#: slow requests per instance (kept below the 5 failures that demote a pattern)
+SLOW_PER_INSTANCE = {"ci": 2, "laptop": 4, "cloud": 4}
+SWARM_REQUESTS = {"ci": 4, "laptop": 10, "cloud": 20}
+_PG_SLEEP_SQL = (
+    "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active'"
+    " AND query ILIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+)
+
+
+class TimeoutExperiment(Experiment):
+    scenario = "timeout"
+    section = SECTION
+    title = "Pattern execution timeout handling (5 s budget, 8 s pattern)"
+
+    def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
+        return {"TMWS_ENABLE_TEST_PATTERNS": "true"}
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        scale = scale_name(run)
+        background = {
+            "mix": [
+                {"method": "ping", "weight": 1},
+                {
+                    "method": "execute_pattern",
+                    "weight": 2,
+                    "params": {"query": "execute tool test"},
+                },
+                {"method": "get_agent_info", "weight": 1},
+            ],
+            "requests_per_agent": sized(SWARM_REQUESTS, scale),
+            "think_time_ms": [500, 2500],
+            "request_timeout_s": 20,
+        }
+        handle = run.start_phase("other-requests", background)
+        log = DriverLog(run.run_id, self.scenario)
+        assert run.infra is not None
+        facts = asyncio.run(
+            self._drive(run, log, sized(SLOW_PER_INSTANCE, scale), run.infra.database_url)
+        )
+        handle.wait()
+        facts[DRIVER_BATCHES] = log.batches()
+        return facts
+
+    async def _drive(
+        self, run: ClusterRun, log: DriverLog, per_instance: int, database_url: str
+    ) -> dict[str, Any]:
+        sessions = await asyncio.gather(
+            *(
+                ProtoSession.open(info.ws_url, f"{run.run_id}-slow-{i}-{k}")
+                for i, info in enumerate(run.instance_infos)
+                for k in range(per_instance)
+            )
+        )
+        facts: dict[str, Any] = {"slow_sent": len(sessions)}
+        try:
+            facts["t_slow_start_ns"] = time.time_ns()
+            await asyncio.gather(
+                *(
+                    log.call(s, "execute_pattern", {"query": SLOW_QUERY, "use_cache": False},
+                             phase="slow", key="slow", timeout_s=30, pattern_name="slow_test_pattern")
+                    for s in sessions
+                )
+            )  # fmt: skip
+            facts["t_slow_end_ns"] = time.time_ns()
+            facts["pg_sleep_at_reply"] = (await fetch(database_url, _PG_SLEEP_SQL))[0]["n"]
+            stats = await asyncio.gather(
+                *(log.call(s, "get_pattern_stats", {"pattern_name": "slow_test_pattern"},
+                           phase="after", key="stats") for s in sessions[::per_instance])
+            )  # fmt: skip
+            facts["pattern_stats"] = [
+                ((c.result or {}).get("patterns") or {}).get("slow_test_pattern") for c in stats
+            ]
+        finally:
+            await asyncio.gather(*(s.close() for s in sessions))
+        sleeping, facts["pg_sleep_wait_s"] = await wait_for(
+            lambda: _pg_sleeps(database_url), lambda n: n == 0, timeout_s=10.0
+        )
+        facts["pg_sleep_after"] = sleeping
+        health, facts["pool_wait_s"] = await wait_for(
+            lambda: health_all(run),
+            lambda hs: all((h.get("pool") or {}).get("in_use") == 0 for h in hs),
+            timeout_s=10.0,
+        )
+        facts["pool_in_use_after"] = pool_figures(health, "in_use")["in_use"]
+        return facts
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
+        table = result.table
+        slow = where(table, phase="slow")
+        lat = slow.column("latency_ms").to_pylist()
+        other = between(
+            where(table, phase="other-requests"), facts["t_slow_start_ns"], facts["t_slow_end_ns"]
+        )
+        found: list[Criterion] = [
+            error_code_criterion(
+                "timeout_detected_and_enforced",
+                slow,
+                -32001,
+                reason_contains="timeout",
+                section=SECTION,
+                description="every slow pattern (8 s of work) is cancelled and answered -32001",
+            ),
+            checks.equals(
+                "client_receives_timeout_error",
+                float(where(slow, error_code=-32001).num_rows),
+                facts["slow_sent"],
+                description="timeout errors received, one per slow request sent",
+                section=SECTION,
+            ),
+            checks.at_most(
+                "timeout_latency_max",
+                max(lat) if lat else None,
+                LIMIT_MS,
+                description=f"slowest timeout reply (budget {THRESHOLD_S:g} s)",
+                unit="ms",
+                section=SECTION,
+                critical=args.scale != "ci",
+            ),
+            checks.at_least(
+                "timeout_latency_min",
+                min(lat) if lat else None,
+                THRESHOLD_S * 1000 * 0.95,
+                description="fastest timeout reply (not cut short before the budget)",
+                unit="ms",
+                section=SECTION,
+                critical=args.scale != "ci",
+            ),
+            checks.holds(
+                "no_resource_leaks",
+                facts["pg_sleep_after"] == 0 and all(n == 0 for n in facts["pool_in_use_after"]),
+                measured=f"pg_sleep running: {facts['pg_sleep_at_reply']} at the replies, "
+                f"{facts['pg_sleep_after']} after {facts['pg_sleep_wait_s']:.1f}s; "
+                f"pool in_use {facts['pool_in_use_after']}",
+                expectation="no pg_sleep left in PostgreSQL, every pool back to 0 in use",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "other_requests_unaffected",
+                rate_pct(successes(other).num_rows, other.num_rows),
+                99.0,
+                description=f"swarm requests sent while slow patterns ran ({other.num_rows})",
+                unit="%",
+                section=SECTION,
+            ),
+        ]
+        return Verdict(found, metrics={"timeout_latency_ms": lat})
+
+
+async def _pg_sleeps(database_url: str) -> int:
+    return int((await fetch(database_url, _PG_SLEEP_SQL))[0]["n"])
+
+
+EXPERIMENT = TimeoutExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

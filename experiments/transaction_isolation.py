@@ -1,0 +1,405 @@
+"""[3.2] Transaction isolation during pattern execution: concurrent writes to the same rows.
+
+One agent's sessions on all three instances hammer the same tasks while the swarms execute
+patterns. The workload the service supports for this is `update_task`, which runs SERIALIZABLE
+with bounded retries (service/store/db.py):
+
+- blind updates: every writer updates every shared task; each acknowledged update bumps the
+  task's version by one, so the final version must be 1 + acknowledged updates (no lost update,
+  no failed update applied);
+- a compare-and-set counter: read (get_task), then update_task(result.counter+1,
+  expected_version); the final counter must equal the number of acknowledged increments (the
+  state a serial order gives);
+- dirty reads: the driver holds an uncommitted UPDATE on a task (its own connection) while
+  sessions read it and queue updates behind its row lock, then rolls back: no read may see the
+  uncommitted value, and the queued updates apply on top of the original row;
+- read-after-write: a session's read after its own acknowledged update shows at least that version;
+- concurrent store/recall: each writer's own text is its top recall hit, and the namespace's
+  memory count equals the acknowledged stores.
+
+`update_task` touches one row per transaction, so the API cannot produce a deadlock; conflicts
+show up as serialization failures, retried by the store (retry counters from /health are facts).
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis import checks
+from analysis.checks import Criterion
+from cluster.run import ClusterRun, RunResult
+from experiments.proto_checks import all_succeeded, reasons_containing, successes, where
+from experiments.proto_driver import DriverLog, ProtoSession
+from experiments.proto_infra import fetch, health_all, pool_figures, scale_name, sized, wait_for
+from experiments.runner import DRIVER_BATCHES, Experiment, main
+from experiments.runner import Outcome as Verdict
+
+SECTION = "3.2"
+DIRTY_TITLE = "DIRTY-UNCOMMITTED"
+#: writers per instance, blind updates per writer per task, CAS increments per writer, shared tasks
+SIZES = {
+    "ci": {"writers": 2, "updates": 4, "increments": 3, "tasks": 2, "reads": 6, "stores": 2},
+    "laptop": {"writers": 3, "updates": 10, "increments": 8, "tasks": 3, "reads": 20, "stores": 4},
+    "cloud": {"writers": 3, "updates": 20, "increments": 15, "tasks": 4, "reads": 40, "stores": 8},
+}
+SWARM_REQUESTS = {"ci": 2, "laptop": 5, "cloud": 10}
+CAS_MAX_ATTEMPTS = 200
+RETRY_COUNTERS = ("serializable_retries_total", "serializable_retries_exhausted_total")
+
+
+def task_cols(result: Any) -> dict[str, Any]:
+    """Row columns from a task result: the task id as key and its version."""
+    task = (result or {}).get("task") or {}
+    return {"key": task.get("task_id"), "version_seen": task.get("version")}
+
+
+def written_cols(result: Any) -> dict[str, Any]:
+    task = (result or {}).get("task") or {}
+    return {
+        "key": task.get("task_id"),
+        "version_written": task.get("version"),
+        "version_seen": None,
+    }
+
+
+class Writer:
+    """One session of the shared agent, remembering the versions it wrote (read-after-write)."""
+
+    def __init__(self, session: ProtoSession, log: DriverLog, index: int) -> None:
+        self.session = session
+        self.log = log
+        self.index = index
+        self.wrote: dict[str, int] = {}
+
+    def _own_version_seen(self, task_id: str) -> Any:
+        def expect(result: Any) -> str | None:
+            task = (result or {}).get("task") or {}
+            if task.get("title") == DIRTY_TITLE:
+                return "dirty_read: saw an uncommitted title"
+            floor = self.wrote.get(task_id, 0)
+            if (task.get("version") or 0) < floor:
+                return f"stale_read_after_write: version {task.get('version')} < own write {floor}"
+            return None
+
+        return expect
+
+    async def read(self, task_id: str, phase: str) -> dict[str, Any] | None:
+        call = await self.log.call(
+            self.session, "get_task", {"task_id": task_id}, phase=phase,
+            expect=self._own_version_seen(task_id), row=task_cols,
+        )  # fmt: skip
+        return ((call.result or {}).get("task")) if call.ok else None
+
+    async def update(self, task_id: str, changes: dict[str, Any], phase: str) -> Any:
+        call = await self.log.call(
+            self.session, "update_task", {"task_id": task_id, **changes}, phase=phase,
+            row=written_cols, key=task_id,
+        )  # fmt: skip
+        if call.ok:
+            version = ((call.result or {}).get("task") or {}).get("version") or 0
+            self.wrote[task_id] = max(self.wrote.get(task_id, 0), version)
+        return call
+
+    async def blind(self, tasks: list[str], updates: int) -> None:
+        for u in range(updates):
+            for task_id in tasks:
+                await self.update(task_id, {"result": {"writer": self.index, "seq": u}}, "blind")
+
+    async def increment(self, counter: str, times: int) -> None:
+        """Compare-and-set increments: re-read and retry when another writer got there first."""
+        done, attempts = 0, 0
+        while done < times and attempts < CAS_MAX_ATTEMPTS:
+            attempts += 1
+            task = await self.read(counter, "cas")
+            if task is None:
+                continue
+            value = int((task.get("result") or {}).get("counter", 0))
+            call = await self.update(
+                counter,
+                {"result": {"counter": value + 1}, "expected_version": task["version"]},
+                "cas",
+            )
+            done += int(call.ok)
+
+    async def store_and_recall(self, n: int, tag: str) -> None:
+        for k in range(n):
+            text = f"isolation note {k} of writer {self.index} about {tag} zebra-{self.index}-{k}"
+            stored = await self.log.call(
+                self.session, "store_memory", {"content": text}, phase="memory", key=text
+            )
+            if not stored.ok:
+                continue
+
+            def top_is_own(result: Any, text: str = text) -> str | None:
+                hits = (result or {}).get("results") or []
+                top = hits[0]["content"] if hits else None
+                return None if top == text else f"stale_read_after_write: top hit {top!r}"
+
+            await self.log.call(
+                self.session, "recall_memory", {"query": text, "limit": 3}, phase="memory",
+                key=text, expect=top_is_own,
+            )  # fmt: skip
+
+
+class TransactionIsolationExperiment(Experiment):
+    scenario = "transaction_isolation"
+    section = SECTION
+    title = "Transaction isolation during pattern execution"
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        scale = scale_name(run)
+        background = {
+            "mix": {"execute_pattern": 3, "store_memory": 1, "recall_memory": 1},
+            "requests_per_agent": sized(SWARM_REQUESTS, scale),
+            "request_timeout_s": 30,
+        }
+        handle = run.start_phase("patterns-during-writes", background)
+        log = DriverLog(run.run_id, self.scenario)
+        assert run.infra is not None
+        facts = asyncio.run(self._drive(run, log, sized(SIZES, scale), run.infra.database_url))
+        handle.wait()
+        facts[DRIVER_BATCHES] = log.batches()
+        return facts
+
+    async def _drive(
+        self, run: ClusterRun, log: DriverLog, size: dict[str, int], database_url: str
+    ) -> dict[str, Any]:
+        agent = f"{run.run_id}-txn"
+        before = pool_figures(await health_all(run), *RETRY_COUNTERS)
+        urls = [info.ws_url for info in run.instance_infos]
+        sessions = await asyncio.gather(
+            *(ProtoSession.open(url, agent) for url in urls for _ in range(size["writers"]))
+        )
+        writers = [Writer(s, log, i) for i, s in enumerate(sessions)]
+        try:
+            facts = await self._scenario(writers, log, size, database_url)
+        finally:
+            await asyncio.gather(*(s.close() for s in sessions))
+        after = pool_figures(await health_all(run), *RETRY_COUNTERS)
+        facts["namespace"] = agent
+        facts["retries"] = {
+            k: sum((a or 0) - (b or 0) for a, b in zip(after[k], before[k], strict=True))
+            for k in RETRY_COUNTERS
+        }
+        facts["final_tasks"] = [
+            {**r, "id": str(r["id"])}
+            for r in await fetch(
+                database_url,
+                "SELECT id, title, version, result::text AS result FROM tasks WHERE namespace = $1",
+                agent,
+            )
+        ]
+        facts["memory_rows"] = (
+            await fetch(
+                database_url, "SELECT count(*) AS n FROM memories WHERE namespace = $1", agent
+            )
+        )[0]["n"]
+        return facts
+
+    async def _scenario(
+        self, writers: list[Writer], log: DriverLog, size: dict[str, int], database_url: str
+    ) -> dict[str, Any]:
+        first = writers[0]
+        created = [
+            await log.call(
+                first.session,
+                "create_task",
+                {"title": f"shared {k}"},
+                phase="setup",
+                row=written_cols,
+            )
+            for k in range(size["tasks"] + 2)
+        ]
+        ids = [((c.result or {}).get("task") or {}).get("task_id") for c in created]
+        shared, counter, dirty = ids[:-2], ids[-2], ids[-1]
+        await asyncio.gather(
+            *(w.blind(shared, size["updates"]) for w in writers),
+            *(w.increment(counter, size["increments"]) for w in writers),
+            *(w.store_and_recall(size["stores"], "serializable") for w in writers),
+            *(self._reader(w, shared, size["reads"]) for w in writers[::2]),
+        )
+        queued = await self._dirty_probe(writers, dirty, size["reads"], database_url)
+        return {
+            "shared_tasks": shared,
+            "counter_task": counter,
+            "dirty_task": dirty,
+            "queued_behind_lock": queued,
+            "writers": len(writers),
+            **{f"size_{k}": v for k, v in size.items()},
+        }
+
+    async def _reader(self, writer: Writer, tasks: list[str], reads: int) -> None:
+        for k in range(reads):
+            await writer.read(tasks[k % len(tasks)], "reads")
+
+    async def _dirty_probe(
+        self, writers: list[Writer], task_id: str, reads: int, database_url: str
+    ) -> int:
+        """Hold an uncommitted UPDATE; read it from every session; queue updates; roll back."""
+        conn = await asyncpg.connect(database_url, timeout=10)
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute(
+                "UPDATE tasks SET title = $2, version = version + 1000 WHERE id = $1::uuid",
+                task_id,
+                DIRTY_TITLE,
+            )
+            # Updates queue behind the driver's row lock; reads must not see its change.
+            queued = [
+                asyncio.create_task(w.update(task_id, {"status": "in_progress"}, "dirty-queued"))
+                for w in writers[:3]
+            ]
+            per_writer = max(1, reads // 3)
+            await asyncio.gather(
+                *(w.read(task_id, "dirty-read") for w in writers for _ in range(per_writer))
+            )
+            # Make sure the updates really wait on the lock before it goes away.
+            waiting, _ = await wait_for(
+                lambda: _lock_waiters(database_url),
+                lambda n: n >= len(queued),
+                timeout_s=10.0,
+            )
+            await tx.rollback()
+            await asyncio.gather(*queued)
+        finally:
+            await conn.close()
+        for w in writers:
+            await w.read(task_id, "dirty-after")
+        return waiting
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
+        table = where(result.table, agent_id=facts["namespace"])
+        final = {t["id"]: t for t in facts["final_tasks"]}
+        found: list[Criterion] = [
+            checks.equals(
+                "no_dirty_reads",
+                float(reasons_containing(table, "dirty_read").num_rows),
+                0,
+                description="reads that saw the driver's uncommitted UPDATE",
+                section=SECTION,
+            ),
+            all_succeeded(
+                "dirty_probe_reads",
+                table.filter(_in(table, "phase", ["dirty-read", "dirty-after"])),
+                section=SECTION,
+                description="reads during and after the uncommitted update all answered, none dirty",
+            ),
+            checks.equals(
+                "read_after_write_violations",
+                float(reasons_containing(table, "stale_read_after_write").num_rows),
+                0,
+                description="reads (task or memory) older than the session's own acknowledged write",
+                section=SECTION,
+            ),
+            checks.equals(
+                "internal_errors",
+                float(where(table, error_code=-32603).num_rows),
+                0,
+                description="-32603 replies (conflicts and lock waits must be handled, not crash)",
+                section=SECTION,
+            ),
+        ]
+        found += self._serial_order(table, facts, final)
+        found += self._corruption(table, facts, final)
+        metrics = {
+            "serializable_retries": facts["retries"],
+            "writes_acked": successes(where(table, method="update_task")).num_rows,
+        }
+        return Verdict(found, metrics=metrics)
+
+    def _serial_order(
+        self, table: Any, facts: dict[str, Any], final: dict[str, Any]
+    ) -> list[Criterion]:
+        updates = successes(where(table, method="update_task"))
+        acked: dict[str, int] = {}
+        for key in updates.column("key").to_pylist():
+            acked[key] = acked.get(key, 0) + 1
+        wrong = []
+        for task_id in [*facts["shared_tasks"], facts["counter_task"], facts["dirty_task"]]:
+            expected = 1 + acked.get(task_id, 0)
+            if final[task_id]["version"] != expected:
+                wrong.append(f"{task_id[:8]} v{final[task_id]['version']}≠{expected}")
+        counter = json.loads(final[facts["counter_task"]]["result"] or "{}").get("counter", 0)
+        cas_acked = acked.get(facts["counter_task"], 0)
+        retries = facts["retries"]
+        return [
+            checks.holds(
+                "serializable_isolation",
+                not wrong and counter == cas_acked,
+                measured=f"versions {'ok' if not wrong else ', '.join(wrong)}; "
+                f"counter {counter} after {cas_acked} acknowledged increments; "
+                f"{sum(acked.values())} acknowledged updates",
+                expectation="final version = 1 + acknowledged updates; counter = acknowledged increments",
+                section=SECTION,
+            ),
+            checks.holds(
+                "deadlocks_handled_gracefully",
+                where(table, error_code=-32603).num_rows == 0 and bool(updates.num_rows),
+                measured=f"{retries['serializable_retries_total']} serialization conflicts retried, "
+                f"{retries['serializable_retries_exhausted_total']} gave up (-32003), "
+                f"{facts['queued_behind_lock']} updates waited behind a held row lock and completed; "
+                "single-row transactions cannot deadlock through the API",
+                expectation="conflicts retried or reported as clear errors, never -32603",
+                section=SECTION,
+            ),
+            all_succeeded(
+                "rollback_handling",
+                where(table, phase="dirty-queued"),
+                section=SECTION,
+                description="updates queued behind a rolled-back transaction apply on the original row",
+            ),
+        ]
+
+    def _corruption(
+        self, table: Any, facts: dict[str, Any], final: dict[str, Any]
+    ) -> list[Criterion]:
+        stores = successes(where(table, method="store_memory")).num_rows
+        dirty = [t for t in final.values() if t["title"] == DIRTY_TITLE or t["version"] >= 1000]
+        unreadable = []
+        for task in final.values():
+            try:
+                json.loads(task["result"] or "null")
+            except ValueError:
+                unreadable.append(task["id"])
+        return [
+            checks.holds(
+                "zero_data_corruption",
+                not dirty and not unreadable and facts["memory_rows"] == stores,
+                measured=f"{len(dirty)} tasks with rolled-back data, {len(unreadable)} unreadable "
+                f"results, {facts['memory_rows']} memories stored for {stores} acknowledged stores",
+                expectation="no rolled-back data, every result readable, memories = acknowledged stores",
+                section=SECTION,
+            ),
+        ]
+
+
+async def _lock_waiters(database_url: str) -> int:
+    """Backends of this database waiting on a lock (the updates queued behind the driver's)."""
+    rows = await fetch(
+        database_url,
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    return int(rows[0]["n"])
+
+
+def _in(table: Any, column: str, values: list[str]) -> Any:
+    return pc.fill_null(pc.is_in(table.column(column), pa.array(values)), False)
+
+
+EXPERIMENT = TransactionIsolationExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

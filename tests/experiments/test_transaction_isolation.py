@@ -1,0 +1,35 @@
+"""[3.2] Concurrent writes to shared tasks at ci scale: serializable outcome, no dirty reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.runner import run_experiment
+from experiments.transaction_isolation import EXPERIMENT
+
+
+@pytest.mark.slow
+def test_transaction_isolation_ci(infra: Any, tmp_path: Path) -> None:
+    code, out = run_experiment(
+        EXPERIMENT, ["--scale", "ci", "--out", str(tmp_path), "--quiet"], infra=infra
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    verdicts = {c["name"]: c for c in metrics["criteria"]}
+    for name in (
+        "no_dirty_reads",
+        "dirty_probe_reads",
+        "read_after_write_violations",
+        "internal_errors",
+        "serializable_isolation",
+        "deadlocks_handled_gracefully",
+        "rollback_handling",
+        "zero_data_corruption",
+    ):
+        assert verdicts[name]["passed"], verdicts[name]
+    facts = metrics["metrics"]["facts"]
+    assert facts["queued_behind_lock"] >= 1  # the rollback really had waiters
+    assert code == 0
