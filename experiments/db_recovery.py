@@ -6,9 +6,9 @@ steady open-loop rate. The driver probes every instance before, during and after
 the missing database, starts it again and probes until a request succeeds, without touching the
 instances. Checks split the rows by the recorded fault times.
 
-The service has no circuit breaker on the PostgreSQL path (service/store/db.py maps each lost or
-refused connection to `DatabaseUnavailable` per request; only the Redis path has a breaker), so
-that criterion is reported as skipped with that reason, and the fail-fast latency is measured.
+The PostgreSQL circuit breaker of every instance (service/store/db.py, shown in /health) is read
+at the end of the outage and after recovery: it must have opened while the database was gone and
+be closed again once requests succeed.
 """
 
 import sys
@@ -30,7 +30,7 @@ from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
 from experiments.proto_checks import all_succeeded, between, failures, rate_pct, successes, where
 from experiments.proto_driver import DriverLog, ProtoSession
-from experiments.proto_infra import fetch_health, http_urls, scale_name, sized
+from experiments.proto_infra import fetch_health, health_all, http_urls, scale_name, sized
 from experiments.runner import DRIVER_BATCHES, Experiment, fault_target, main
 from experiments.runner import Outcome as Verdict
 
@@ -83,11 +83,13 @@ class DbRecoveryExperiment(Experiment):
         facts["t_stopped_ns"] = time.time_ns()
         asyncio.run(self._probe(run, log, agent, "outage"))
         handle.wait_until_recorded(load["before"] + load["during"], timeout_s=120)
+        facts["breakers_outage"] = _db_breakers(asyncio.run(health_all(run)))
         facts["t_start_ns"] = time.time_ns()
         target.start_postgres()
         facts["t_started_ns"] = time.time_ns()
         facts["t_first_success_ns"] = asyncio.run(self._until_recovered(run, log, agent))
         asyncio.run(self._probe(run, log, agent, "after"))
+        facts["breakers_after"] = _db_breakers(asyncio.run(health_all(run)))
         handle.wait()
         facts["pids_after"] = _pids(run)
         facts[DRIVER_BATCHES] = log.batches()
@@ -211,12 +213,7 @@ class DbRecoveryExperiment(Experiment):
                 description="-32603 replies during the whole run",
                 section=SECTION,
             ),
-            checks.skipped(
-                "circuit_breaker_activation",
-                "no circuit breaker on the PostgreSQL path (service/store/db.py): every request "
-                "tries the pool and fails fast with -32002; only Redis has a breaker",
-                section=SECTION,
-            ),
+            _breaker_criterion(facts),
             checks.holds(
                 "automatic_recovery",
                 first_ok is not None,
@@ -275,3 +272,28 @@ EXPERIMENT = DbRecoveryExperiment()
 
 if __name__ == "__main__":
     sys.exit(main(EXPERIMENT))
+
+
+def _db_breakers(health: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """State and open count of each instance's PostgreSQL breaker, from /health."""
+    out = []
+    for h in health:
+        breaker = (h.get("breakers") or {}).get("postgresql") or {}
+        out.append({"state": breaker.get("state"), "opened": breaker.get("opened")})
+    return out
+
+
+def _breaker_criterion(facts: dict[str, Any]) -> Criterion:
+    """Every instance's breaker opened during the outage and is closed after recovery."""
+    outage, after = facts.get("breakers_outage"), facts.get("breakers_after")
+    if not outage or not after:
+        return checks.skipped("circuit_breaker_activation", "no outage was run", section=SECTION)
+    opened = all((b["opened"] or 0) >= 1 for b in outage)
+    closed = all(b["state"] == "closed" for b in after)
+    return checks.holds(
+        "circuit_breaker_activation",
+        opened and closed,
+        measured=f"outage {[b['state'] for b in outage]}, after {[b['state'] for b in after]}",
+        expectation="each instance's PostgreSQL breaker opened during the outage, closed after",
+        section=SECTION,
+    )
