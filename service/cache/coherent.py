@@ -219,7 +219,10 @@ class CoherentCache:
             hit = self._accept_l2(namespace, key, payload, gens, ttl_s)
             if hit is not None:
                 return hit
-        return await self._shared(key, lambda: self._fill(namespace, key, gens, compute, ttl_s))
+        # A computation started under older generations must not answer a reader that began
+        # after a newer write: joiners share an in-flight fill only for the same generations.
+        flight = f"{key}@{gens.namespace}:{gens.global_}"
+        return await self._shared(flight, lambda: self._fill(namespace, key, gens, compute, ttl_s))
 
     async def _shared(self, key: str, factory: Callable[[], Awaitable[CacheResult]]) -> CacheResult:
         result, joined = await self._flights.run(key, factory)

@@ -195,3 +195,28 @@ async def test_strict_check_catches_a_lost_invalidation_message(
     # Eventual mode trusts pub/sub, so it is (by design) stale until TTL or the next message.
     stale = await eventual.get_or_compute(namespace, PARTS, source.compute, TTL)
     assert stale.tier == "l1" and stale.value == {"data_version": source.version - 1}
+
+
+async def test_reader_after_a_write_does_not_join_an_older_computation(
+    make_cache: Any, namespace: str, source: Any
+) -> None:
+    """Single-flight shares a fill only among readers of the same generations (strict mode)."""
+    a, b = await make_cache("strict"), await make_cache("strict")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_old_read() -> dict[str, Any]:
+        snapshot = source.version  # read the data before the write lands
+        started.set()
+        await release.wait()
+        return {"data_version": snapshot}
+
+    early = asyncio.create_task(a.get_or_compute(namespace, PARTS, slow_old_read, TTL))
+    async with asyncio.timeout(5):
+        await started.wait()
+    new_gen = await write(b, namespace, source)
+    late = asyncio.create_task(a.get_or_compute(namespace, PARTS, source.compute, TTL))
+    release.set()
+    late_result, early_result = await late, await early
+    assert early_result.generation is not None and early_result.generation < new_gen
+    assert late_result.generation == new_gen
+    assert late_result.value == {"data_version": source.version}
