@@ -114,9 +114,12 @@ class SimAgent:
         connector: Connector,
         recorder: Recorder,
         token: str | None = None,
+        slot: int = 0,
     ) -> None:
         self.agent_id = agent_id
         self.namespace = agent_id
+        #: Rank among the agents starting on the same instance (picks the agent's team).
+        self.slot = slot
         self._index = home
         self._directory = directory
         self._connector = connector
@@ -241,10 +244,19 @@ class SwarmConfig:
     endpoints: tuple[Endpoint, ...]
     auth_secret: str | None = None
     connect_concurrency: int = 50
+    #: Each agent's rank among all agents of the run starting on its home instance (team
+    #: membership); empty = the agent's index in this swarm.
+    agent_slots: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.agent_ids) != len(self.home_instances):
             raise ValueError("every agent needs a home instance")
+        if self.agent_slots and len(self.agent_slots) != len(self.agent_ids):
+            raise ValueError("agent_slots must give one slot per agent")
+
+    def slots(self) -> tuple[int, ...]:
+        """Every agent's slot (its index in the swarm when none were given)."""
+        return self.agent_slots or tuple(range(len(self.agent_ids)))
 
 
 @dataclass
@@ -270,8 +282,18 @@ class Swarm:
         self.recorder = Recorder(config.run_id, config.scenario)
         self._connector = connector or default_connector
         self.agents = [
-            SimAgent(aid, home, self.directory, self._connector, self.recorder, _token(config, aid))
-            for aid, home in zip(config.agent_ids, config.home_instances, strict=True)
+            SimAgent(
+                aid,
+                home,
+                self.directory,
+                self._connector,
+                self.recorder,
+                _token(config, aid),
+                slot=slot,
+            )
+            for aid, home, slot in zip(
+                config.agent_ids, config.home_instances, config.slots(), strict=True
+            )
         ]
         self.sent = 0
         self._in_flight: set[asyncio.Task[bool]] = set()
@@ -320,11 +342,12 @@ class Swarm:
         async def agent_loop(agent: SimAgent) -> None:
             nonlocal skipped
             rng = random.Random(f"{workload.seed}:{phase}:{agent.agent_id}")
-            for seq in range(workload.requests_per_agent):
+            count = workload.requests_for(rng)
+            for seq in range(count):
                 if time.monotonic() >= deadline:
-                    skipped += workload.requests_per_agent - seq
+                    skipped += count - seq
                     return
-                request = workload.request(agent.agent_id, seq, rng)
+                request = workload.request(agent.agent_id, seq, rng, self._team(workload, agent))
                 self.sent += 1
                 await agent.send(request, phase, workload.request_timeout_s)
                 think = workload.think(rng)
@@ -353,7 +376,9 @@ class Swarm:
             if delay > 0:
                 await asyncio.sleep(delay)  # wait for the schedule, never for responses
             agent = self.agents[k % len(self.agents)]
-            request = workload.request(agent.agent_id, k, rngs[agent.agent_id])
+            request = workload.request(
+                agent.agent_id, k, rngs[agent.agent_id], self._team(workload, agent)
+            )
             self.sent += 1
             intended = start_wall + int(offset * 1e9)
             task = asyncio.create_task(
@@ -362,6 +387,9 @@ class Swarm:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return 0
+
+    def _team(self, workload: Workload, agent: SimAgent) -> str | None:
+        return workload.team_namespace(self.config.run_id, agent.slot)
 
     async def _drain(self, timeout_s: float) -> None:
         if not self._in_flight:

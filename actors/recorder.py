@@ -100,6 +100,10 @@ def build_row(
     """The history row for one request (pure)."""
     r: Mapping[str, Any] = outcome.result or {}
     version_seen = r.get("version", r.get("version_seen"))
+    version_written = r.get("version_written")
+    if version_written is None and request.op == "invalidate":
+        # invalidate_cache answers with the generation its bump produced.
+        version_written = r.get("generation")
     error_reason = outcome.error_reason
     if error_reason is None and not outcome.success:
         error_reason = str(r.get("error") or "tool_failed")
@@ -116,7 +120,7 @@ def build_row(
         "key": request.key,
         "op": request.op,
         "version_seen": _int_or_none(version_seen),
-        "version_written": _int_or_none(r.get("version_written")),
+        "version_written": _int_or_none(version_written),
         "cache_hit": r.get("cache_hit") if isinstance(r.get("cache_hit"), bool) else None,
         "cache_tier": r.get("cache_tier"),
         "success": outcome.success,

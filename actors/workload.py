@@ -22,6 +22,10 @@ Op = Literal["read", "write", "invalidate", "other"]
 READ_METHODS = frozenset({"execute_pattern", "recall_memory", "get_task", "list_tasks"})
 WRITE_METHODS = frozenset({"store_memory", "update_task", "create_task"})
 INVALIDATE_METHODS = frozenset({"invalidate_cache"})
+#: Methods that take a `namespace` param: a workload with `teams` sends them to a team namespace.
+NAMESPACED_METHODS = frozenset(
+    {"execute_pattern", "store_memory", "recall_memory", "invalidate_cache"}
+)
 
 #: Query texts for pattern and memory methods when a workload names none.
 DEFAULT_QUERIES: tuple[str, ...] = (
@@ -167,8 +171,22 @@ class Workload:
     #: Hard ceiling on a phase's wall time; sends not started by then are skipped (and not counted).
     max_duration_s: float = 300.0
     seed: int = 0
+    #: Team namespaces: 0 = every agent uses its own; N > 0 = namespaced methods go to one of N
+    #: `team:<prefix>-<k>` namespaces, k = the agent's slot mod N (see `team_namespace`).
+    teams: int = 0
+    #: Team name prefix; empty = the run id (so runs never share a team namespace).
+    team_prefix: str = ""
+    #: Closed loop: when set, each agent sends a random count in
+    #: [requests_per_agent, requests_per_agent_max] (plan 1.1: 3-7).
+    requests_per_agent_max: int | None = None
 
     def __post_init__(self) -> None:
+        if self.requests_per_agent_max is not None and (
+            self.requests_per_agent_max < self.requests_per_agent
+        ):
+            raise ValueError("requests_per_agent_max must be >= requests_per_agent")
+        if self.teams < 0:
+            raise ValueError(f"teams must not be negative, got {self.teams}")
         if not self.mix:
             raise ValueError("a workload needs at least one method in its mix")
         if self.requests_per_agent < 0:
@@ -195,40 +213,67 @@ class Workload:
             "request_timeout_s",
             "max_duration_s",
             "seed",
+            "teams",
+            "team_prefix",
         }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown workload keys: {sorted(unknown)}")
         mix = tuple(_mix_entry(m) for m in _mix_items(data.get("mix", {"ping": 1})))
+        count = data.get("requests_per_agent", 3)
+        # requests_per_agent: N, or [low, high] for a random count per agent.
+        low, high = (count, None) if isinstance(count, int | float) else (count[0], count[1])
         think = data.get("think_time_ms", [0, 0])
         if isinstance(think, int | float):
             think = [think, think]
         rate = data.get("rate")
         return cls(
             mix=mix,
-            requests_per_agent=int(data.get("requests_per_agent", 3)),
+            requests_per_agent=int(low),
+            requests_per_agent_max=None if high is None else int(high),
             think_time_s=(float(think[0]) / 1000.0, float(think[1]) / 1000.0),
             rate=RateProfile(**rate) if rate else None,
             queries=tuple(data.get("queries", DEFAULT_QUERIES)),
             request_timeout_s=float(data.get("request_timeout_s", 10.0)),
             max_duration_s=float(data.get("max_duration_s", 300.0)),
             seed=int(data.get("seed", 0)),
+            teams=int(data.get("teams", 0)),
+            team_prefix=str(data.get("team_prefix", "")),
         )
 
     def choose(self, rng: random.Random) -> MethodWeight:
         """Pick a mix entry by weight."""
         return rng.choices(self.mix, weights=[m.weight for m in self.mix], k=1)[0]
 
+    def requests_for(self, rng: random.Random) -> int:
+        """How many requests one agent sends in a closed-loop phase."""
+        if self.requests_per_agent_max is None:
+            return self.requests_per_agent
+        return rng.randint(self.requests_per_agent, self.requests_per_agent_max)
+
     def think(self, rng: random.Random) -> float:
         """A think time in seconds drawn uniformly from the configured range."""
         lo, hi = self.think_time_s
         return lo if hi == lo else rng.uniform(lo, hi)
 
-    def request(self, agent_id: str, seq: int, rng: random.Random) -> RequestSpec:
-        """The `seq`-th request of `agent_id` (deterministic for a seeded `rng`)."""
+    def team_namespace(self, run_id: str, slot: int) -> str | None:
+        """The team namespace of the agent in `slot`, or None when the workload has no teams.
+
+        A slot is the agent's rank among the agents starting on the same instance, so with
+        `teams` ≤ agents per instance every team has members on every instance.
+        """
+        if self.teams <= 0:
+            return None
+        return f"team:{self.team_prefix or run_id}-{slot % self.teams}"
+
+    def request(
+        self, agent_id: str, seq: int, rng: random.Random, namespace: str | None = None
+    ) -> RequestSpec:
+        """The `seq`-th request of `agent_id` (deterministic for a seeded `rng`); `namespace`
+        (a team) goes to methods that take one unless the mix entry sets its own."""
         entry = self.choose(rng)
         query = rng.choice(self.queries)
-        return build_request(entry, agent_id, seq, query)
+        return build_request(entry, agent_id, seq, query, namespace=namespace)
 
 
 def _mix_items(raw: Any) -> list[Any]:
@@ -247,18 +292,17 @@ def _mix_entry(raw: Any) -> MethodWeight:
     )
 
 
-def build_request(entry: MethodWeight, agent_id: str, seq: int, query: str) -> RequestSpec:
+def build_request(
+    entry: MethodWeight, agent_id: str, seq: int, query: str, *, namespace: str | None = None
+) -> RequestSpec:
     """Default params for well-known methods, overridden by the mix entry's params."""
-    namespace = agent_id
     method = entry.method
     params: dict[str, Any]
     key: str | None = None
     if method == "execute_pattern":
         params = {"query": query, "execution_mode": "balanced", "use_cache": True}
-        key = query
     elif method == "recall_memory":
         params = {"query": query, "limit": 5}
-        key = query
     elif method == "store_memory":
         params = {"content": f"{query} (note {seq} by {agent_id})"}
         key = query
@@ -268,8 +312,13 @@ def build_request(entry: MethodWeight, agent_id: str, seq: int, query: str) -> R
         params = {}
     else:
         params = {}
+    if namespace is not None and method in NAMESPACED_METHODS:
+        params["namespace"] = namespace
     params.update(entry.params)
-    namespace = str(params.get("namespace", namespace))
+    if method in ("execute_pattern", "recall_memory"):
+        # The key is the query actually sent (a mix entry may fix its own).
+        key = str(params.get("query", query))
+    namespace = str(params.get("namespace", agent_id))
     pattern_name = params.get("pattern_name")
     return RequestSpec(
         method=method,

@@ -213,6 +213,7 @@ class ClusterRun:
                 home_instances=spec.home_instances,
                 endpoints=self.endpoints(),
                 auth_secret=auth_secret,
+                agent_slots=spec.agent_slots,
             )
             actor = AgentSwarm.options(
                 num_cpus=self.preset.swarm_cpus,
@@ -294,6 +295,28 @@ class ClusterRun:
         endpoints = self.endpoints()
         ray.get([s.update_endpoints.remote(endpoints) for s in self.swarms], timeout=30)
         return endpoints
+
+    def health(self, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Every instance's own `/health` (status, redis, postgres, cache counters)."""
+        return _get_all([a.health.remote() for a in self.instances], timeout_s, "instance health")
+
+    def wait_healthy(
+        self, check: Any = None, timeout_s: float = 60.0, poll_s: float = 0.25
+    ) -> list[dict[str, Any]]:
+        """Poll `/health` of every instance until `check(body)` holds for all (default: status
+        ok); returns the last bodies. Raises `RunError` when the bound passes."""
+        check = check or (lambda body: body.get("status") == "ok")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                bodies = self.health()
+            except (ray.exceptions.RayError, RunError):
+                bodies = []
+            if bodies and all(check(b) for b in bodies):
+                return bodies
+            if time.monotonic() >= deadline:
+                raise RunError(f"instances not healthy within {timeout_s:.0f}s: {bodies}")
+            time.sleep(poll_s)  # polling an external condition, bounded by the deadline
 
     def instance_stats(self) -> list[dict[str, Any]]:
         """CPU%/RSS of every instance process (skips an instance that is restarting)."""
@@ -377,7 +400,9 @@ class PhaseHandle:
         if workload.rate is not None:
             self.expected = int(workload.rate.expected_count())
         else:
-            self.expected = agents * workload.requests_per_agent
+            self.expected = agents * (
+                workload.requests_per_agent_max or workload.requests_per_agent
+            )
         self.started = time.monotonic()
         self.reports: list[PhaseReport] | None = None
 

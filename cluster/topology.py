@@ -95,6 +95,8 @@ class SwarmSpec:
     swarm_id: str
     agent_ids: tuple[str, ...]
     home_instances: tuple[int, ...]
+    #: Each agent's rank among all agents of the run with the same home instance (teams).
+    agent_slots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,16 @@ def build_topology(
     per_swarm = agents_per_swarm or preset.agents_per_swarm
     instance_ids = tuple(f"{run_id}-inst-{i}" for i in range(preset.instances))
     swarms = []
+    per_home = [0] * preset.instances
     for s in range(preset.swarms):
         agent_ids = tuple(f"{run_id}-s{s}-a{a:04d}" for a in range(per_swarm))
         offset = s if preset.assignment == "by_swarm" else s * per_swarm
         homes = assign_instances(per_swarm, preset.instances, offset, preset.assignment)
-        swarms.append(SwarmSpec(f"{run_id}-swarm-{s}", agent_ids, tuple(homes)))
+        slots = []
+        for home in homes:
+            slots.append(per_home[home])
+            per_home[home] += 1
+        swarms.append(SwarmSpec(f"{run_id}-swarm-{s}", agent_ids, tuple(homes), tuple(slots)))
     return Topology(preset, run_id, instance_ids, tuple(swarms))
 
 

@@ -15,8 +15,10 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +35,7 @@ from analysis.resources import leak_criteria, resource_criteria
 from analysis.schema import concat
 from analysis.terminal import print_dashboard
 from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
-from cluster.topology import PRESETS
+from cluster.topology import PRESETS, load_preset
 
 log = logging.getLogger("experiments")
 
@@ -68,6 +70,11 @@ class Experiment:
     def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
         """Extra TMWS_* settings for every service instance (none by default)."""
         return {}
+
+    def agent_count(self, args: argparse.Namespace) -> int | None:
+        """How many agents the scenario wants in total (None: the preset's); the runner
+        rounds up to a whole number per swarm."""
+        return None
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         """Run the phases (and faults); return facts for `check` (e.g. fault times)."""
@@ -112,6 +119,11 @@ def run_experiment(
     out = (args.out or DEFAULT_OUT_ROOT / experiment.scenario).resolve()
     before = child_processes()
     started_at = datetime.now(UTC)
+    wanted = experiment.agent_count(args)
+    per_swarm = None
+    if wanted is not None:
+        swarms = load_preset(args.scale).swarms
+        per_swarm = max(1, -(-wanted // swarms))
     config = RunConfig(
         scenario=experiment.scenario,
         preset=args.scale,
@@ -122,6 +134,7 @@ def run_experiment(
         infra=infra,
         state_dir=state_dir,
         progress=not args.quiet,
+        agents_per_swarm=per_swarm,
     )
     with ClusterRun(config) as run:
         facts = experiment.drive(run, args)
@@ -171,6 +184,22 @@ def run_experiment(
     return (0 if checks.tally(judged).ok else 1), out
 
 
+def run_load(
+    run: ClusterRun, name: str, workload: Mapping[str, Any], duration_s: float | None = None
+) -> list[str]:
+    """Run the load phase once, or (soak, `--duration`) again and again as `name-1`, `name-2`, …
+    until `duration_s` has passed; returns the phase names that ran."""
+    if not duration_s:
+        run.phase(name, workload)
+        return [name]
+    names: list[str] = []
+    deadline = time.monotonic() + duration_s
+    while not names or time.monotonic() < deadline:
+        names.append(f"{name}-{len(names) + 1}")
+        run.phase(names[-1], {**workload, "seed": int(workload.get("seed", 0)) + len(names)})
+    return names
+
+
 def fault_target(run: ClusterRun) -> Any:
     """The embedded servers a fault experiment may stop and restart, or None.
 
@@ -191,6 +220,10 @@ def _resource_criteria(result: RunResult) -> list[Criterion]:
     return [dataclasses.replace(c, critical=False) for c in judged]
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
     """Script entry point: exit code 0 pass, 1 a critical criterion failed, 2 bad input."""
     logging.basicConfig(
@@ -199,6 +232,9 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
     )
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # `timeout` (run_integration_tests.sh) sends SIGTERM: exit through the context managers so
+    # the run still stops everything it started.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         code, _ = run_experiment(experiment, argv)
     except (ValueError, FileNotFoundError) as exc:

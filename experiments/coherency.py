@@ -1,0 +1,217 @@
+"""Plan 4.3 — multi-instance cache coherency: three instances, one Redis, concurrent team traffic.
+
+Agents are grouped into team namespaces (`team:<run>-<k>`) whose members start on every instance
+(see `actors.workload.Workload.team_namespace`). They write (`store_memory`, `invalidate_cache`)
+and read (`execute_pattern` with memory-recall queries, cache on; `recall_memory`) the team
+namespace concurrently, so a write through one instance is read through the other two. From the
+rows alone the run judges: zero stale reads, read-your-writes and monotonic reads (strict mode),
+propagation delay per instance (both modes), updates visible across all instances, no cache
+duplication (one pattern per namespace+key+generation), consistent invalidation, rows from three
+instances, enough distinct agents, nothing lost.
+
+    python experiments/coherency.py --scale ci --out DIR [--cache-mode eventual] [--broken-cache]
+
+`--broken-cache` starts the instances with TMWS_CACHE_SKIP_INVALIDATION_PUBLISH=true: bumps are not
+published and L1 hits skip the generation check, so instances serve stale L1 entries — the
+checker must then report stale reads and the run exits 1.
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+from typing import Any
+
+import pyarrow.compute as pc
+
+from analysis import checks, criteria, metrics
+from analysis.coherency import check_coherency
+from cluster.run import ClusterRun, RunResult
+from experiments import cache_rows
+from experiments.runner import Experiment, Outcome, main, run_load
+
+#: Team queries that route to namespace-scoped memory patterns (checked with `tmws route`).
+TEAM_QUERIES = (
+    "what do we know about the release plan",
+    "what did we decide about the database schema",
+    "find my notes about redis failover",
+)
+#: Per scale: teams, load requests per agent, minimum distinct agents expected in the history.
+SIZES: dict[str, dict[str, Any]] = {
+    # Paced a little: CI shares 2 cores with the three instances' embedding work.
+    "ci": {"teams": 10, "requests": 4, "min_agents": 100, "think_ms": [500, 2000]},
+    # 400 agents on 2 cores: paced so the embedding work stays under the 2 s memory budget.
+    "laptop": {"teams": 20, "requests": 5, "min_agents": 300, "think_ms": [4000, 10000]},
+    "cloud": {"teams": 60, "requests": 20, "min_agents": 1000, "think_ms": [200, 1000]},
+}
+#: Connections per instance beyond ci (ci's preset sets 10): 3 x 15 stays well inside the
+#: embedded PostgreSQL's 100 connections.
+POOL_MAX = "15"
+SECTION = "4.3"
+
+
+def sizes(scale: str) -> dict[str, int]:
+    """Scenario sizes of a preset name (a custom YAML preset gets the laptop sizes)."""
+    return SIZES.get(scale, SIZES["laptop"])
+
+
+def warmup_workload(teams: int) -> dict[str, Any]:
+    """Every agent reads its team once, so all three instances hold L1 entries of every team."""
+    return {
+        "mix": {"execute_pattern": 1},
+        "requests_per_agent": 1,
+        "queries": list(TEAM_QUERIES),
+        "teams": teams,
+        "request_timeout_s": 20,
+    }
+
+
+def load_workload(teams: int, requests: int, think_ms: list[int]) -> dict[str, Any]:
+    """Mixed reads and writes on the team namespaces, all agents at once."""
+    return {
+        "mix": [
+            {"method": "execute_pattern", "weight": 6},
+            {"method": "recall_memory", "weight": 2, "params": {"limit": 3}},
+            {"method": "store_memory", "weight": 1.5},
+            {"method": "invalidate_cache", "weight": 0.5},
+        ],
+        "requests_per_agent": requests,
+        "think_time_ms": think_ms,
+        "queries": list(TEAM_QUERIES),
+        "teams": teams,
+        "request_timeout_s": 20,
+    }
+
+
+class CoherencyExperiment(Experiment):
+    scenario = "coherency"
+    section = SECTION
+    title = "Multi-instance cache coherency (three instances, one Redis, team namespaces)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--cache-mode",
+            choices=("strict", "eventual"),
+            default="strict",
+            help="TMWS_CACHE_MODE of the instances (and the checker's mode)",
+        )
+        parser.add_argument(
+            "--broken-cache",
+            action="store_true",
+            help="skip invalidation publishing (deliberately broken): the checker must fail",
+        )
+        parser.add_argument(
+            "--staleness-bound-ms",
+            type=float,
+            default=None,
+            help="eventual mode: stale reads begun later than this after the write fail the run",
+        )
+        parser.add_argument(
+            "--teams", type=int, default=None, help="team namespaces (default by scale)"
+        )
+        parser.add_argument(
+            "--requests-per-agent", type=int, default=None, help="load requests per agent"
+        )
+
+    def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
+        env = {"TMWS_CACHE_MODE": args.cache_mode}
+        if args.scale != "ci":
+            env["TMWS_POOL_MAX"] = POOL_MAX
+        if args.broken_cache:
+            env["TMWS_CACHE_SKIP_INVALIDATION_PUBLISH"] = "true"
+        return env
+
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+        size = sizes(args.scale)
+        teams = args.teams or size["teams"]
+        requests = args.requests_per_agent or size["requests"]
+        run.phase("warmup", warmup_workload(teams))
+        load = {**load_workload(teams, requests, size["think_ms"]), "seed": args.seed}
+        phases = run_load(run, "load", load, args.duration)
+        return {
+            "teams": teams,
+            "requests_per_agent": requests,
+            "cache_mode": args.cache_mode,
+            "broken_cache": bool(args.broken_cache),
+            "load_phases": phases,
+            "instances": [i.instance_id for i in run.instance_infos],
+            "agents_in_topology": run.topology.agent_count,
+            "global_scope_patterns": cache_rows.global_scope_patterns(),
+            "instance_propagation_ms": cache_rows.instance_propagation(run),
+        }
+
+    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+        table = cache_rows.scope_namespaces(result.table, facts["global_scope_patterns"])
+        coherency = check_coherency(
+            table,
+            mode=args.cache_mode,
+            staleness_bound_ms=args.staleness_bound_ms,
+            section=SECTION,
+        )
+        invalidations = table.filter(pc.invert(pc.equal(table.column("op"), "write")))
+        after_invalidate = check_coherency(invalidations, mode=args.cache_mode, section=SECTION)
+        visibility = cache_rows.cross_instance_visibility(table)
+        size = sizes(args.scale)
+        agents = metrics.distinct(table, "agent_id")
+        instances = metrics.distinct(table, "instance_id")
+        strict = args.cache_mode == "strict"
+        found = [
+            criteria.success_rate_criterion(table, 95.0, section=SECTION),
+            checks.at_least(
+                "instances_with_rows",
+                float(instances),
+                3,
+                description="distinct instances that served rows",
+                section=SECTION,
+            ),
+            checks.at_least(
+                "distinct_agents",
+                float(agents),
+                min(size["min_agents"], facts["agents_in_topology"]),
+                description="distinct agents in the history",
+                section=SECTION,
+            ),
+            checks.equals(
+                "nothing_lost",
+                float(result.sent - table.num_rows),
+                0,
+                description="requests sent without a history row",
+                section=SECTION,
+            ),
+            # eventual: a later read may still precede the message, so only strict gates it.
+            *cache_rows.visibility_criteria(visibility, section=SECTION, critical=strict),
+            checks.equals(
+                "consistent_invalidation",
+                float(after_invalidate.stale.count),
+                0,
+                description="reads begun after an acked invalidate_cache that saw an older generation",
+                section=SECTION,
+                critical=strict or args.staleness_bound_ms is not None,
+            ),
+        ]
+        load = cache_rows.rows_of(table, phases=facts["load_phases"])
+        extra = {
+            "cache_mode": args.cache_mode,
+            "broken_cache": bool(args.broken_cache),
+            "stale_reads": coherency.stale.count,
+            "stale_reads_by_instance": dict(coherency.stale.by_instance),
+            "stale_after_invalidate": after_invalidate.stale.count,
+            "stale_reads_by_tier": cache_rows.stale_by_tier(table, args.cache_mode),
+            "propagation_ms": {k: v.stats() for k, v in sorted(coherency.propagation.items())},
+            "visibility": visibility,
+            "fills": cache_rows.fills_per_key_version(table),
+            "rows_by_instance": cache_rows.per_instance_counts(table),
+            "load_rows": load.num_rows,
+            "load_by_method": cache_rows.count_by(load, "method"),
+            "load_by_tier": cache_rows.count_by(load, "cache_tier"),
+        }
+        return Outcome(found, extra, coherency)
+
+
+EXPERIMENT = CoherencyExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

@@ -1,0 +1,71 @@
+"""Team namespaces and per-agent request counts in workloads; team slots in the topology."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors.recorder import Outcome, SessionInfo, build_row
+from actors.workload import Workload
+from cluster.topology import ScalePreset, build_topology
+
+
+def test_team_namespace_goes_to_namespaced_methods_only() -> None:
+    w = Workload.from_dict(
+        {"mix": {"execute_pattern": 1, "ping": 1}, "teams": 4, "queries": ["q1"]}
+    )
+    assert w.team_namespace("run-1", 6) == "team:run-1-2"
+    rng = random.Random(0)
+    seen = {w.request("a1", i, rng, "team:run-1-2").method: i for i in range(20)}
+    assert set(seen) == {"execute_pattern", "ping"}
+    rng = random.Random(0)
+    for i in range(20):
+        spec = w.request("a1", i, rng, "team:run-1-2")
+        if spec.method == "execute_pattern":
+            assert spec.params["namespace"] == "team:run-1-2"
+            assert spec.namespace == "team:run-1-2" and spec.key == "q1"
+        else:
+            assert "namespace" not in spec.params and spec.namespace == "a1"
+
+
+def test_no_teams_keeps_own_namespace_and_mix_params_win() -> None:
+    w = Workload.from_dict({"mix": [{"method": "recall_memory", "params": {"query": "fixed"}}]})
+    assert w.team_namespace("run", 3) is None
+    spec = w.request("agent-7", 0, random.Random(1))
+    assert spec.namespace == "agent-7" and spec.key == "fixed"
+
+
+def test_requests_per_agent_range() -> None:
+    w = Workload.from_dict({"requests_per_agent": [3, 7]})
+    counts = {w.requests_for(random.Random(s)) for s in range(200)}
+    assert counts == set(range(3, 8))
+    with pytest.raises(ValueError, match="requests_per_agent_max"):
+        Workload.from_dict({"requests_per_agent": [5, 2]})
+
+
+def test_every_team_spans_every_instance() -> None:
+    preset = ScalePreset(name="t", instances=3, swarms=3, agents_per_swarm=10)
+    topo = build_topology(preset, "run")
+    teams: dict[int, set[int]] = {}
+    for swarm in topo.swarms:
+        for home, slot in zip(swarm.home_instances, swarm.agent_slots, strict=True):
+            teams.setdefault(slot % 4, set()).add(home)
+    assert all(homes == {0, 1, 2} for homes in teams.values())
+
+
+def test_invalidate_row_carries_the_new_generation() -> None:
+    w = Workload.from_dict({"mix": {"invalidate_cache": 1}, "teams": 2})
+    spec = w.request("a", 0, random.Random(0), "team:r-1")
+    row = build_row(
+        run_id="r",
+        scenario="s",
+        phase="p",
+        request=spec,
+        session=SessionInfo("a", "s1", "i0"),
+        outcome=Outcome.ok({"namespace": "team:r-1", "generation": 42, "degraded": False}),
+        t_send_ns=1,
+        t_recv_ns=2,
+    )
+    assert row["op"] == "invalidate" and row["version_written"] == 42
+    assert row["namespace"] == "team:r-1"

@@ -1,0 +1,56 @@
+"""Helpers for the experiment tests: run one experiment at ci scale and read its metrics.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.runner import Experiment, run_experiment
+
+
+@dataclass
+class CiRun:
+    """What one ci-scale run left behind: exit code, folder and the parsed metrics.json."""
+
+    code: int
+    out: Path
+    document: dict[str, Any]
+
+    @property
+    def criteria(self) -> dict[str, dict[str, Any]]:
+        """Criteria by name (the run's and the coherency checker's)."""
+        return {c["name"]: c for c in self.document["criteria"]}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.document["metrics"]
+
+    def passed(self, *names: str) -> None:
+        """Assert each named criterion was judged and passed (printing it on failure)."""
+        for name in names:
+            found = self.criteria[name]
+            assert found["passed"] and not found["skipped"], found
+
+
+RunCi = Callable[..., CiRun]
+
+
+@pytest.fixture
+def run_ci(tmp_path: Path) -> RunCi:
+    """`run_ci(EXPERIMENT, infra, *extra_args)` → `CiRun` (prints the criteria for the log)."""
+
+    def run(experiment: Experiment, infra: Any, *extra: str, out: Path | None = None) -> CiRun:
+        folder = out or tmp_path / experiment.scenario
+        argv: Sequence[str] = ["--scale", "ci", "--out", str(folder), "--quiet", *extra]
+        code, path = run_experiment(experiment, argv, infra=infra)
+        document = json.loads((path / "metrics.json").read_text())
+        result = CiRun(code, path, document)
+        print({k: (v["measured"], v["passed"]) for k, v in result.criteria.items()})
+        return result
+
+    return run
