@@ -9,6 +9,8 @@ from service.errors import Forbidden, InvalidParams
 from service.namespaces import resolve_namespace
 from service.tools.registry import CallContext
 
+SECRET = "a-test-secret-of-at-least-32-bytes!"
+
 
 def ctx(teams: list[str] | None = None) -> CallContext:
     extra = {} if teams is None else {"teams": teams}
@@ -41,6 +43,6 @@ def test_malformed_team_names_the_field() -> None:
 
 
 def test_token_carries_teams() -> None:
-    token = issue_token("secret", "alice", teams=["ops", "qa"])
-    claims = verify_claims("secret", token, "alice")
+    token = issue_token(SECRET, "alice", teams=["ops", "qa"])
+    claims = verify_claims(SECRET, token, "alice")
     assert claims.teams == ("ops", "qa")
