@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -131,7 +132,11 @@ class ServiceInstance:
         context = ray.get_runtime_context()
         host = ray.util.get_node_ip_address()
         self._host = ServiceHost(env, host=host, node_id=context.get_node_id())
-        self._host.restarts = (context.was_current_actor_reconstructed and 1) or 0
+        with warnings.catch_warnings():
+            # Ray's own property reads its deprecated `actor_id` internally; nothing of ours to fix.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            reconstructed = context.was_current_actor_reconstructed
+        self._host.restarts = 1 if reconstructed else 0
 
     async def start(self) -> InstanceInfo:
         return await self._host.start()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis import checks
 from analysis.checks import Criterion
@@ -216,7 +217,9 @@ def _resource_criteria(result: RunResult) -> list[Criterion]:
     """Section 9 resource bands and the soak leak check: reported, not gating, on shared cores."""
     if result.resources is None or result.resources.num_rows == 0:
         return []
-    judged = resource_criteria(result.resources) + leak_criteria(result.resources)
+    instances = max(1, len(pc.unique(result.table.column("instance_id")).drop_null()))
+    judged = resource_criteria(result.resources, instances=instances)
+    judged += leak_criteria(result.resources)
     return [dataclasses.replace(c, critical=False) for c in judged]
 
 

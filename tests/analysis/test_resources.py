@@ -8,15 +8,19 @@ import pytest
 from analysis import resources as res
 
 S = 1_000_000_000
+STEP_S = 5
 
 
-def _samples(rss_growth_mb_per_min: float, *, n: int = 60, conns: int = 12) -> res.ResourceBuffer:
+def _samples(
+    rss_growth_mb_per_min: float, *, n: int = 60, conns: int = 12, step_s: int = STEP_S
+) -> res.ResourceBuffer:
     buf = res.ResourceBuffer()
-    for i in range(n):  # one sample per second for a minute
-        rss = 300 * res.MB + int(rss_growth_mb_per_min * res.MB * i / 60)
-        buf.append(run_id="r", t_ns=i * S, source="inst-0", cpu_percent=40.0 + i % 3, rss_bytes=rss)
-        buf.append(run_id="r", t_ns=i * S, source="postgres", db_connections=conns)
-        buf.append(run_id="r", t_ns=i * S, source="redis", redis_used_memory=50 * res.MB)
+    for i in range(n):  # one sample every `step_s` (default: 5 minutes of samples)
+        t = i * step_s
+        rss = 300 * res.MB + int(rss_growth_mb_per_min * res.MB * t / 60)
+        buf.append(run_id="r", t_ns=t * S, source="inst-0", cpu_percent=40.0 + i % 3, rss_bytes=rss)
+        buf.append(run_id="r", t_ns=t * S, source="postgres", db_connections=conns)
+        buf.append(run_id="r", t_ns=t * S, source="redis", redis_used_memory=50 * res.MB)
     return buf
 
 
@@ -55,6 +59,20 @@ def test_too_few_samples_skip_the_leak_check():
     table = pa.Table.from_batches([_samples(30.0, n=4).drain()])
     crit = res.leak_criteria(table)
     assert crit and all(c.skipped for c in crit)
+
+
+def test_short_run_skips_the_leak_check_as_warm_up():
+    table = pa.Table.from_batches([_samples(30.0, step_s=1).drain()])  # one minute only
+    crit = res.leak_criteria(table)
+    assert [c.name for c in crit] == ["leak_check"] and crit[0].skipped
+    assert "too short" in str(crit[0].measured)
+
+
+def test_connections_limit_is_per_instance():
+    table = pa.Table.from_batches([_samples(0.0, conns=60).drain()])
+    by = {c.name: c for c in res.resource_criteria(table, instances=3)}
+    assert by["db_connections"].passed and by["db_connections"].measured == 20
+    assert res.resource_criteria(table)[2].failed
 
 
 def test_levels():
