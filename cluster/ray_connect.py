@@ -79,6 +79,8 @@ def connect(
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     log.info("ray: starting a local Ray with num_cpus=%s", num_cpus)
     ray.init(
+        # "local" starts our own Ray even if another one runs on this machine (never join it).
+        address="local",
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=True,

@@ -22,17 +22,24 @@ import asyncio
 import time
 from typing import Any
 
-import pyarrow.compute as pc
-
-from actors.recorder import CLIENT_ERROR, Outcome, SessionInfo
+from actors.recorder import Outcome, SessionInfo
 from analysis import checks, metrics
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import all_succeeded, between, failures, rate_pct, successes, where
-from experiments.proto_driver import DriverLog, ProtoSession
-from experiments.proto_infra import fetch_health, health_all, http_urls, scale_name, sized
 from experiments.runner import DRIVER_BATCHES, Experiment, fault_target, main
 from experiments.runner import Outcome as Verdict
+from experiments.support.driver import DriverLog, violation
+from experiments.support.instances import fetch_health, health_all, http_urls, scale_name, sized
+from experiments.support.rows import (
+    all_succeeded,
+    between,
+    failures,
+    rate_pct,
+    success_pct,
+    where,
+    where_in,
+)
+from service.client import WsClient
 
 SECTION = "6.1"
 MEMORY_QUERIES = [
@@ -118,10 +125,10 @@ class DbRecoveryExperiment(Experiment):
                 {"postgres": health.get("postgres"), "status": health.get("status")}
             )
         except Exception as exc:  # an instance that does not answer is exactly what we look for
-            outcome = Outcome(error_code=CLIENT_ERROR, error_reason=f"health: {exc!r}"[:300])
+            outcome = violation(f"health: {exc!r}")
         log.record(phase=phase, method="health", session=SessionInfo(agent), outcome=outcome,
                    t_send_ns=t_send, t_recv_ns=time.time_ns(), key="health", op="other")  # fmt: skip
-        session = await ProtoSession.open(ws, agent)
+        session = await WsClient.connect(ws, agent)
         try:
             if seed:
                 await log.call(session, "store_memory",
@@ -141,7 +148,7 @@ class DbRecoveryExperiment(Experiment):
         deadline = time.monotonic() + RECOVERY_BOUND_S
         firsts: list[int] = []
         for i, info in enumerate(run.instance_infos):
-            session = await ProtoSession.open(info.ws_url, f"{agent}-{i}")
+            session = await WsClient.connect(info.ws_url, f"{agent}-{i}")
             try:
                 while time.monotonic() < deadline:
                     call = await log.call(session, "execute_pattern",
@@ -163,15 +170,9 @@ class DbRecoveryExperiment(Experiment):
         table = result.table
         outage = between(table, facts["t_stopped_ns"], facts["t_start_ns"])
         outage_failed = failures(outage)
-        db_errors = outage_failed.filter(
-            pc.and_(
-                pc.fill_null(pc.equal(outage_failed.column("error_code"), -32002), False),
-                pc.fill_null(
-                    pc.equal(outage_failed.column("error_reason"), "database_unavailable"), False
-                ),
-            )
-        )
-        needs_db = outage.filter(_needs_db(outage))
+        db_errors = where(outage_failed, error_code=-32002, error_reason="database_unavailable")
+        # Requests that need PostgreSQL: memory patterns without cache, and stores.
+        needs_db = where_in(outage, "method", ["execute_pattern", "store_memory"])
         first_ok = facts["t_first_success_ns"]
         after = between(table, first_ok, None) if first_ok else table.slice(0, 0)
         fail_fast = metrics.latency_exact(outage_failed, successful_only=False)
@@ -228,7 +229,7 @@ class DbRecoveryExperiment(Experiment):
             ),
             checks.at_least(
                 "success_after_recovery",
-                rate_pct(successes(after).num_rows, after.num_rows),
+                success_pct(after),
                 99.0,
                 description="requests sent after the first recovered success",
                 unit="%",
@@ -256,22 +257,8 @@ def memory_route(result: Any) -> str | None:
     return None if route == "memory" else f"not_memory_route: answered by route {route!r}"
 
 
-def _needs_db(table: Any) -> Any:
-    """Rows whose request needs PostgreSQL (memory patterns without cache, stores)."""
-    method = table.column("method")
-    return pc.fill_null(
-        pc.or_(pc.equal(method, "execute_pattern"), pc.equal(method, "store_memory")), False
-    )
-
-
 def _pids(run: ClusterRun) -> dict[str, int]:
     return {s["instance_id"]: s["pid"] for s in run.instance_stats()}
-
-
-EXPERIMENT = DbRecoveryExperiment()
-
-if __name__ == "__main__":
-    sys.exit(main(EXPERIMENT))
 
 
 def _db_breakers(health: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -297,3 +284,9 @@ def _breaker_criterion(facts: dict[str, Any]) -> Criterion:
         expectation="each instance's PostgreSQL breaker opened during the outage, closed after",
         section=SECTION,
     )
+
+
+EXPERIMENT = DbRecoveryExperiment()
+
+if __name__ == "__main__":
+    sys.exit(main(EXPERIMENT))

@@ -23,10 +23,10 @@ from typing import Any
 from analysis import criteria, metrics
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments import perf_rows
-from experiments.perf_driver import DriverAgents, pattern_request
-from experiments.perf_seed import delete_seeded, seed_memories, synthetic_notes
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+from experiments.support.driver import DriverAgents, DriverLog
+from experiments.support.rows import latency_breakdown, latency_by, where
+from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
 
 SECTION = "5.1"
 REQUESTS = 100
@@ -63,8 +63,9 @@ class LatencyExperiment(Experiment):
             asyncio.run(seed_memories(run.infra.database_url, aid, synthetic_notes(SEED_NOTES, i)))
             for i, aid in enumerate(ids)
         ]
+        log = DriverLog(run.run_id, self.scenario)
         try:
-            batch, walls = asyncio.run(self._load(run, ids, args.requests))
+            walls = asyncio.run(self._load(run, log, ids, args.requests))
         finally:
             for aid in ids:
                 asyncio.run(delete_seeded(run.infra.database_url, aid))
@@ -74,31 +75,21 @@ class LatencyExperiment(Experiment):
             "queries": list(QUERIES),
             "seeded_per_agent": seeds[0].rows if seeds else 0,
             "wall_s_per_agent": walls,
-            DRIVER_BATCHES: [batch],
+            DRIVER_BATCHES: log.batches(),
         }
 
     async def _load(
-        self, run: ClusterRun, ids: list[str], requests: int
-    ) -> tuple[Any, list[float]]:
-        agents = DriverAgents(run.run_id, self.scenario, run.endpoints(), ids)
-        try:
-            await agents.connect()
-
-            async def one(index: int) -> float:
-                aid = ids[index]
-                reqs = [
-                    pattern_request(aid, seq, QUERIES[seq % len(QUERIES)])
-                    for seq in range(requests)
-                ]
-                return await agents.sequential("load", reqs, 10.0, agent=index)
-
-            walls = await asyncio.gather(*(one(i) for i in range(len(ids))))
-            return agents.drain(), [round(w, 3) for w in walls]
-        finally:
-            await agents.close()
+        self, run: ClusterRun, log: DriverLog, ids: list[str], requests: int
+    ) -> list[float]:
+        cycle = [QUERIES[seq % len(QUERIES)] for seq in range(requests)]
+        async with DriverAgents(log, run.endpoints(), ids) as agents:
+            walls = await asyncio.gather(
+                *(agents.sequential("load", cycle, 10.0, agent=i) for i in range(len(ids)))
+            )
+        return [round(w, 3) for w in walls]
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
-        rows = perf_rows.phase_rows(result.table, "load")
+        rows = where(result.table, phase="load")
         timing = args.scale != "ci"
         judged: list[Criterion] = [
             criteria.success_rate_criterion(rows, 95.0, section=SECTION),
@@ -115,9 +106,9 @@ class LatencyExperiment(Experiment):
         return Outcome(
             judged,
             metrics={
-                "breakdown": perf_rows.latency_breakdown(rows),
-                "latency_by_route": perf_rows.latency_by(rows, "route"),
-                "latency_by_cache_hit": perf_rows.latency_by(rows, "cache_hit"),
+                "breakdown": latency_breakdown(rows),
+                "latency_by_route": latency_by(rows, "route"),
+                "latency_by_cache_hit": latency_by(rows, "cache_hit"),
                 "load_cache_hit_rate": metrics.cache_hit_rate(rows),
                 "targets_ms": TARGETS_MS,
             },

@@ -21,27 +21,27 @@ import json
 import time
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from actors.recorder import CLIENT_ERROR, CLIENT_TIMEOUT, Outcome, SessionInfo
+from actors.recorder import CLIENT_TIMEOUT, Outcome, SessionInfo
 from analysis import checks, criteria
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import (
+from experiments.runner import DRIVER_BATCHES, Experiment, main
+from experiments.runner import Outcome as Verdict
+from experiments.support.driver import (
+    DriverLog,
+    judge_reply,
+    missing_fields,
+    session_info,
+    violation,
+)
+from experiments.support.instances import scale_name, sized
+from experiments.support.rows import (
     all_succeeded,
     error_code_criterion,
     reasons_containing,
     where,
+    where_in,
 )
-from experiments.proto_driver import (
-    DriverLog,
-    ProtoSession,
-    judge_reply,
-    missing_fields,
-)
-from experiments.proto_infra import scale_name, sized
-from experiments.runner import DRIVER_BATCHES, Experiment, main
-from experiments.runner import Outcome as Verdict
+from service.client import WsClient
 
 SECTION = "2.1"
 PLAN_MESSAGE: dict[str, Any] = {
@@ -66,6 +66,8 @@ ERROR_PROBES: tuple[tuple[str, Any, int, str | None], ...] = (
     ("invalid_request_version", {"jsonrpc": "1.0", "method": "ping"}, -32600, None),
     ("invalid_request_not_object", "42", -32600, None),
 )
+#: Phases of the driver's own requests (the swarms' phase is "swarm-plan-message").
+DRIVER_PHASES = ("protocol", "errors", "mcp_socket", "isolation", "isolation-barrier")
 SWARM_REQUESTS = {"ci": 1, "laptop": 3, "cloud": 5}
 ISOLATION_REQUESTS = {"ci": 4, "laptop": 10, "cloud": 20}
 
@@ -117,14 +119,14 @@ class McpComplianceExperiment(Experiment):
     ) -> dict[str, Any]:
         agent = f"{run_id}-mcp-{index}"
         t0 = time.time_ns()
-        session = await ProtoSession.open(url, agent)
+        session = await WsClient.connect(url, agent)
         params = session.welcome.get("params") or {}
         welcome_ok = all(params.get(k) for k in ("session_id", "agent_id", "instance_id"))
         log.record(
             phase="protocol",
             method="welcome",
-            session=session.info(),
-            outcome=Outcome.ok(params) if welcome_ok else _bad("welcome lacks session ids"),
+            session=session_info(session),
+            outcome=Outcome.ok(params) if welcome_ok else violation("welcome lacks session ids"),
             t_send_ns=t0,
             t_recv_ns=time.time_ns(),
             key="welcome",
@@ -139,21 +141,22 @@ class McpComplianceExperiment(Experiment):
         await self._isolation(url, f"{agent}-iso", log, n_iso)
         return {"instance": session.instance_id, "tools_listed": tools}
 
-    async def _plan_messages(self, session: ProtoSession, log: DriverLog) -> None:
+    async def _plan_messages(self, session: WsClient, log: DriverLog) -> None:
         # The plan's exact message (string id), then the same request with an integer id.
         for key, rid in (("plan_message", "pattern-exec-1"), ("integer_id", 7)):
             message = {**PLAN_MESSAGE, "id": rid}
             t_send = time.time_ns()
             try:
-                reply = await session.request(json.loads(json.dumps(message)), 20)
+                reply = await session.call_raw(json.loads(json.dumps(message)), timeout=20)
                 outcome = judge_reply(reply, rid, check_plan_result)
             except TimeoutError:
-                reply, outcome = None, _bad(f"no reply carrying id {rid!r}", timeout=True)
+                reply = None
+                outcome = violation(f"no reply carrying id {rid!r}", CLIENT_TIMEOUT)
             result = (reply or {}).get("result") or {}
             log.record(
                 phase="protocol",
                 method="execute_pattern",
-                session=session.info(),
+                session=session_info(session),
                 outcome=outcome if reply is None else _with_result(outcome, result),
                 t_send_ns=t_send,
                 t_recv_ns=time.time_ns(),
@@ -161,30 +164,30 @@ class McpComplianceExperiment(Experiment):
                 key=key,
             )
 
-    async def _errors(self, session: ProtoSession, log: DriverLog) -> None:
+    async def _errors(self, session: WsClient, log: DriverLog) -> None:
         for key, probe, _code, _reason in ERROR_PROBES:
             t_send = time.time_ns()
             if isinstance(probe, str):
-                # Unreadable frames can only be answered with id null.
+                # Unreadable frames can only be answered with id null: no call claims the reply.
                 try:
-                    reply = await session.send_expecting_null_id(probe, 10)
+                    reply = await session.call_raw(probe, timeout=10)
                     outcome = judge_reply(reply, None, None)
                 except TimeoutError:
-                    outcome = _bad("no reply to a malformed frame", timeout=True)
+                    outcome = violation("no reply to a malformed frame", CLIENT_TIMEOUT)
                 method = "raw_frame"
             else:
                 rid = f"err-{key}"
                 message = {"jsonrpc": "2.0", "id": rid, **probe}
                 try:
-                    reply = await session.request(message, 10)
+                    reply = await session.call_raw(message, timeout=10)
                     outcome = judge_reply(reply, rid, None)
                 except TimeoutError:
-                    outcome = _bad(f"no reply carrying id {rid!r}", timeout=True)
+                    outcome = violation(f"no reply carrying id {rid!r}", CLIENT_TIMEOUT)
                 method = str(probe.get("method"))
             log.record(
                 phase="errors",
                 method=method,
-                session=session.info(),
+                session=session_info(session),
                 outcome=outcome,
                 t_send_ns=t_send,
                 t_recv_ns=time.time_ns(),
@@ -192,7 +195,7 @@ class McpComplianceExperiment(Experiment):
                 op="other",
             )
 
-    async def _mcp_socket(self, session: ProtoSession, log: DriverLog) -> list[str]:
+    async def _mcp_socket(self, session: WsClient, log: DriverLog) -> list[str]:
         init = await log.call(
             session,
             "initialize",
@@ -203,9 +206,7 @@ class McpComplianceExperiment(Experiment):
             expect=lambda r: missing_fields(r, ("protocolVersion", "capabilities", "serverInfo")),
         )
         if init.ok:
-            await session.conn.send(
-                json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            )
+            await session.notify("notifications/initialized")
         listed = await log.call(
             session,
             "tools/list",
@@ -231,7 +232,7 @@ class McpComplianceExperiment(Experiment):
 
     async def _isolation(self, url: str, agent: str, log: DriverLog, n: int) -> None:
         """Two sessions reuse the same ids concurrently; each must get only its own replies."""
-        a, b = await asyncio.gather(ProtoSession.open(url, agent), ProtoSession.open(url, agent))
+        a, b = await asyncio.gather(WsClient.connect(url, agent), WsClient.connect(url, agent))
         try:
             await asyncio.gather(
                 *(self._isolated(s, tag, log, n) for s, tag in ((a, "A"), (b, "B")))
@@ -239,7 +240,7 @@ class McpComplianceExperiment(Experiment):
         finally:
             await asyncio.gather(a.close(), b.close())
 
-    async def _isolated(self, session: ProtoSession, tag: str, log: DriverLog, n: int) -> None:
+    async def _isolated(self, session: WsClient, tag: str, log: DriverLog, n: int) -> None:
         own = session.session_id
 
         def own_session(r: Any) -> str | None:
@@ -266,12 +267,13 @@ class McpComplianceExperiment(Experiment):
         await asyncio.gather(*(one(k) for k in range(1, n + 1)))
         # Barrier: once the ping is answered, any frame nobody asked for has already arrived.
         barrier = await log.call(session, "ping", {}, phase="isolation-barrier", key="barrier")
-        if session.unexpected:
+        stray = session.take_unmatched()
+        if stray:
             log.record(
                 phase="isolation-barrier",
                 method="unexpected_frames",
-                session=session.info(),
-                outcome=_bad(f"crosstalk: {len(session.unexpected)} frames nobody asked for"),
+                session=session_info(session),
+                outcome=violation(f"crosstalk: {len(stray)} frames nobody asked for"),
                 t_send_ns=barrier.row["t_send_ns"],
                 t_recv_ns=barrier.row["t_recv_ns"],
                 key="unexpected",
@@ -298,7 +300,7 @@ class McpComplianceExperiment(Experiment):
                 outcome = (
                     Outcome.ok({"count": len(names)})
                     if {"execute_pattern", *EXISTING_TOOLS} <= names
-                    else _bad(
+                    else violation(
                         f"missing_tools: {sorted({'execute_pattern', *EXISTING_TOOLS} - names)}"
                     )
                 )
@@ -310,19 +312,19 @@ class McpComplianceExperiment(Experiment):
                 wrong = check_plan_result(called.structured_content) or (
                     "isError is true" if called.is_error else None
                 )
-                outcome = _bad(wrong) if wrong else Outcome.ok(called.structured_content or {})
+                outcome = violation(wrong) if wrong else Outcome.ok(called.structured_content or {})
                 log.record(phase="mcp_http", method="mcp_http:tools/call", session=session,
                            outcome=outcome, t_send_ns=t_send, t_recv_ns=time.time_ns(),
                            key="tools/call", op="other")  # fmt: skip
         except Exception as exc:  # any SDK/transport failure is the row's outcome
             log.record(phase="mcp_http", method="mcp_http:session", session=session,
-                       outcome=_bad(f"sdk_error: {type(exc).__name__}: {exc}"),
+                       outcome=violation(f"sdk_error: {type(exc).__name__}: {exc}"),
                        t_send_ns=t_send, t_recv_ns=time.time_ns(), key="session", op="other")  # fmt: skip
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
         table = result.table
         protocol = where(table, phase="protocol")
-        replies = table.filter(_driver_phases(table))
+        replies = where_in(table, "phase", DRIVER_PHASES)
         found = []
         for key, _probe, code, reason in ERROR_PROBES:
             found.append(
@@ -365,7 +367,7 @@ class McpComplianceExperiment(Experiment):
             ),
             all_succeeded(
                 "session_isolation",
-                table.filter(_phase_in(table, ("isolation", "isolation-barrier"))),
+                where_in(table, "phase", ("isolation", "isolation-barrier")),
                 section=SECTION,
                 minimum=4,
                 description="two sessions reusing ids concurrently get only their own replies",
@@ -389,26 +391,10 @@ class McpComplianceExperiment(Experiment):
         return Verdict(found, metrics={"swarm_plan_requests": swarm.num_rows})
 
 
-def _driver_phases(table: Any) -> Any:
-    return _phase_in(table, ("protocol", "errors", "mcp_socket", "isolation", "isolation-barrier"))
-
-
-def _phase_in(table: Any, phases: tuple[str, ...]) -> Any:
-    return pc.fill_null(pc.is_in(table.column("phase"), pa.array(list(phases))), False)
-
-
 def _lists_tools(result: Any) -> str | None:
     names = {t.get("name") for t in (result or {}).get("tools", []) if isinstance(t, dict)}
     missing = sorted({"execute_pattern", *EXISTING_TOOLS} - names)
     return f"missing_tools: {missing}" if missing else None
-
-
-def _bad(text: str, *, timeout: bool = False) -> Outcome:
-    return Outcome(
-        error_code=CLIENT_TIMEOUT if timeout else CLIENT_ERROR,
-        error_reason=text[:300],
-        error_message=text,
-    )
 
 
 def _with_result(outcome: Outcome, result: dict[str, Any]) -> Outcome:

@@ -1,6 +1,6 @@
 """[3.3] Migration testing v2.0 → v2.2 on seeded data, next to a running cluster.
 
-A Ray worker runs the drill of `experiments.proto_migration` against a NEW database on the run's
+A Ray worker runs the drill of `experiments.support.migration_drill` against a NEW database on the run's
 PostgreSQL server: schema v2.0 only (`migrate(target=1)`), 2.0 rows (memories with real MiniLM
 embeddings, tasks, agents), then the migration to v2.2 with its `pg_dump` backup, the schema
 changes (pattern_executions + indexes), every 2.0 row unchanged (checksums), and a real TMWS
@@ -18,17 +18,15 @@ import argparse
 import asyncio
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 
 from analysis import checks, criteria
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import all_succeeded, where
-from experiments.proto_infra import scale_name, sized
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
+from experiments.support.instances import scale_name, sized
+from experiments.support.rows import all_succeeded, where, where_in
 
 SECTION = "3.3"
 STEPS = (
@@ -48,7 +46,7 @@ SWARM_REQUESTS = {"ci": 2, "laptop": 5, "cloud": 10}
 @ray.remote(num_cpus=0.5, max_retries=0)
 def run_drill_remote(drill: Any) -> tuple[list[Any], dict[str, Any]]:
     """The drill in a worker process (the model and the extra server live and die there)."""
-    from experiments.proto_migration import run_drill
+    from experiments.support.migration_drill import run_drill
 
     return asyncio.run(run_drill(drill))
 
@@ -59,7 +57,7 @@ class MigrationExperiment(Experiment):
     title = "Migration v2.0 → v2.2 on seeded data"
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
-        from experiments.proto_migration import Drill
+        from experiments.support.migration_drill import Drill
 
         assert run.infra is not None
         scale = scale_name(run)
@@ -106,7 +104,7 @@ class MigrationExperiment(Experiment):
             ),
             all_succeeded(
                 "existing_rows_served",
-                table.filter(_keys(table, ["task_2_0", "agent_2_0"])),
+                where_in(table, "key", ["task_2_0", "agent_2_0"]),
                 section=SECTION,
                 minimum=2,
                 description="2.0 tasks and agents (persona, counts) served unchanged by the 2.2 server",
@@ -127,10 +125,6 @@ class MigrationExperiment(Experiment):
             ),
         ]
         return Verdict(found)
-
-
-def _keys(table: Any, keys: list[str]) -> Any:
-    return pc.fill_null(pc.is_in(table.column("key"), pa.array(keys)), False)
 
 
 EXPERIMENT = MigrationExperiment()

@@ -24,11 +24,12 @@ from websockets.exceptions import ConnectionClosed
 from actors.recorder import CLIENT_ERROR_REASONS, Outcome, SessionInfo
 from analysis import checks
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import all_succeeded, rate_pct, reasons_containing, where
-from experiments.proto_driver import DriverLog, ProtoSession, violation
-from experiments.proto_infra import health_all, scale_name, sized
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
+from experiments.support.driver import DriverLog, session_info, violation
+from experiments.support.instances import health_all, scale_name, sized
+from experiments.support.rows import all_succeeded, rate_pct, reasons_containing, where
+from service.client import WsClient
 
 SECTION = "2.3"
 CLIENTS = 10
@@ -73,7 +74,7 @@ class MultiClientExperiment(Experiment):
         self, agent: str, url: str, log: DriverLog, clients: int, per_client: int
     ) -> None:
         sessions = list(
-            await asyncio.gather(*(ProtoSession.open(url, agent) for _ in range(clients)))
+            await asyncio.gather(*(WsClient.connect(url, agent) for _ in range(clients)))
         )
         try:
             await self._over_limit(url, agent, log, "over_limit")
@@ -88,14 +89,14 @@ class MultiClientExperiment(Experiment):
         """Try one more connection; the row records whether (and how) it was refused."""
         t_send = time.time_ns()
         try:
-            extra = await ProtoSession.open(url, agent)
+            extra = await WsClient.connect(url, agent)
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
             outcome = Outcome(error_code=code, error_reason=f"ws_close: {reason}"[:300])
             session = SessionInfo(agent)
         else:
-            outcome, session = Outcome.ok({}), extra.info()
+            outcome, session = Outcome.ok({}), session_info(extra)
             await extra.close()
         log.record(
             phase="limit",
@@ -110,7 +111,7 @@ class MultiClientExperiment(Experiment):
         return outcome.success
 
     async def _slot_freed(
-        self, url: str, agent: str, log: DriverLog, sessions: list[ProtoSession]
+        self, url: str, agent: str, log: DriverLog, sessions: list[WsClient]
     ) -> None:
         """Close one session; a new connection must then be admitted (bounded retries)."""
         first = sessions.pop(0)
@@ -119,14 +120,14 @@ class MultiClientExperiment(Experiment):
         outcome, session = Outcome(error_code=None), SessionInfo(agent)
         for _attempt in range(20):
             try:
-                replacement = await ProtoSession.open(url, agent)
+                replacement = await WsClient.connect(url, agent)
             except ConnectionClosed as exc:
                 reason = exc.rcvd.reason if exc.rcvd is not None else ""
                 outcome = violation(f"still refused after close: {reason}")
                 # The server forgets a session right after the close handshake: retry briefly.
                 await asyncio.sleep(0.05)
                 continue
-            outcome, session = Outcome.ok({}), replacement.info()
+            outcome, session = Outcome.ok({}), session_info(replacement)
             sessions.append(replacement)
             break
         log.record(
@@ -140,7 +141,7 @@ class MultiClientExperiment(Experiment):
             op="other",
         )
 
-    async def _client(self, session: ProtoSession, c: int, log: DriverLog, n: int) -> None:
+    async def _client(self, session: WsClient, c: int, log: DriverLog, n: int) -> None:
         own = session.session_id
 
         def own_session(r: Any) -> str | None:
@@ -163,19 +164,15 @@ class MultiClientExperiment(Experiment):
             )  # fmt: skip
 
         await asyncio.gather(*(one(k) for k in range(1, n + 1)))
+
+        def no_stray_frames(_result: Any) -> str | None:
+            stray = session.take_unmatched()
+            return (
+                f"crosstalk: {len(stray)} frames nobody on this socket asked for" if stray else None
+            )
+
         # Barrier: once the ping is answered, any stray frame for this socket has arrived.
-        await log.call(
-            session,
-            "ping",
-            {},
-            phase="clients",
-            key="barrier",
-            expect=lambda _r: (
-                f"crosstalk: {len(session.unexpected)} frames nobody on this socket asked for"
-                if session.unexpected
-                else None
-            ),
-        )
+        await log.call(session, "ping", {}, phase="clients", key="barrier", expect=no_stray_frames)
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
         table = result.table

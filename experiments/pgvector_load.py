@@ -21,15 +21,14 @@ import asyncio
 import re
 from typing import Any
 
-import asyncpg
-
 from analysis import checks, criteria
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments import perf_rows
-from experiments.perf_driver import DriverAgents, pattern_request
-from experiments.perf_seed import TOPICS, delete_seeded, seed_memories, synthetic_notes
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+from experiments.support.driver import DriverAgents, DriverLog
+from experiments.support.instances import connection
+from experiments.support.rows import error_codes, latency_breakdown, qps, where
+from experiments.support.seed import TOPICS, delete_seeded, seed_memories, synthetic_notes
 from service.config import DatabaseSettings
 from service.embedding import encode_sync
 from service.store.db import Database
@@ -85,8 +84,7 @@ def index_in_plan(plan: str, index_name: str) -> bool:
 
 async def _prepare_index(url: str, kind: str, rebuild: bool) -> dict[str, Any]:
     """Make `kind` the ANN index (rebuilt over the seeded rows when asked); returns the facts."""
-    conn = await asyncpg.connect(url, timeout=30)
-    try:
+    async with connection(url, 30) as conn:
         before = await vector_indexes(conn)
         rows = int(await conn.fetchval("SELECT count(*) FROM memories"))
         lists = ivfflat_lists(rows) if kind == "ivfflat" else None
@@ -95,8 +93,6 @@ async def _prepare_index(url: str, kind: str, rebuild: bool) -> dict[str, Any]:
             await ensure_vector_index(conn, kind, lists=lists)  # type: ignore[arg-type]
         await conn.execute("ANALYZE memories")
         after = await vector_indexes(conn)
-    finally:
-        await conn.close()
     return {"before": before, "after": after, "table_rows": rows, "ivfflat_lists": lists}
 
 
@@ -105,11 +101,8 @@ async def _restore_index(url: str, before: dict[str, str]) -> None:
     kinds = set(before.values())
     if len(kinds) != 1:
         return
-    conn = await asyncpg.connect(url, timeout=30)
-    try:
+    async with connection(url, 30) as conn:
         await ensure_vector_index(conn, kinds.pop())  # type: ignore[arg-type]
-    finally:
-        await conn.close()
 
 
 async def explain_plans(url: str, namespace: str, queries: list[str]) -> dict[str, Any]:
@@ -189,9 +182,10 @@ class PgvectorLoad(Experiment):
         )
         index = asyncio.run(_prepare_index(url, args.index, rebuild=True))
         queries = load_queries(args.queries)
+        log = DriverLog(run.run_id, self.scenario)
         try:
             plans = asyncio.run(explain_plans(url, f"{run.run_id}-vec-000", queries[:EXPLAINED]))
-            batch, wall_s = asyncio.run(self._load(run, queries))
+            wall_s = asyncio.run(self._load(run, log, queries))
         finally:
             if not args.keep_seed:
                 asyncio.run(delete_seeded(url, namespace))
@@ -204,34 +198,20 @@ class PgvectorLoad(Experiment):
             "explain": summarize_plans(plans, INDEX_NAMES[args.index]),
             "concurrent": len(queries),
             "load_wall_s": wall_s,
-            DRIVER_BATCHES: [batch],
+            DRIVER_BATCHES: log.batches(),
         }
 
-    async def _load(self, run: ClusterRun, queries: list[str]) -> tuple[Any, float]:
+    async def _load(self, run: ClusterRun, log: DriverLog, queries: list[str]) -> float:
         n_inst = len(run.instance_infos)
         ids = [f"{run.run_id}-vec-{i:03d}" for i in range(len(queries))]
-        agents = DriverAgents(
-            run.run_id, self.scenario, run.endpoints(), ids, [i % n_inst for i in range(len(ids))]
-        )
-        try:
-            await agents.connect()
+        homes = [i % n_inst for i in range(len(ids))]
+        async with DriverAgents(log, run.endpoints(), ids, homes) as agents:
             # One warm-up search per instance: the first call pays for lazy imports, not the DB.
-            warm = [
-                pattern_request(ids[i], 0, queries[i], use_cache=False)
-                for i in range(min(n_inst, len(ids)))
-            ]
-            await agents.burst("warmup", warm, 30.0)
-            load = [
-                pattern_request(aid, 1, q, use_cache=False)
-                for aid, q in zip(ids, queries, strict=True)
-            ]
-            wall_s = await agents.burst("load", load, 30.0)
-            return agents.drain(), wall_s
-        finally:
-            await agents.close()
+            await agents.burst("warmup", queries[:n_inst], 30.0, use_cache=False)
+            return await agents.burst("load", queries, 30.0, use_cache=False)
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
-        rows = perf_rows.phase_rows(result.table, "load")
+        rows = where(result.table, phase="load")
         timing = args.scale != "ci"
         explain = facts["explain"]
         recall_ratio = explain["recall"]["index_scan_ratio"]
@@ -245,7 +225,7 @@ class PgvectorLoad(Experiment):
             ),
             checks.at_least(
                 "queries_per_second",
-                perf_rows.qps(rows),
+                qps(rows),
                 10.0,
                 description="successful searches per second (first send to last reply)",
                 unit=" qps",
@@ -294,13 +274,13 @@ class PgvectorLoad(Experiment):
         return Outcome(
             judged,
             metrics={
-                "qps": perf_rows.qps(rows),
-                "load_latency": perf_rows.latency_breakdown(rows),
+                "qps": qps(rows),
+                "load_latency": latency_breakdown(rows),
                 "index_kind": facts["index_kind"],
                 "index_scan_ratio": recall_ratio,
                 "db_execution_ms_mean": explain["recall"]["db_execution_ms_mean"],
                 "seeded_memories": facts["seed"]["rows"],
-                "errors_by_code": perf_rows.error_codes(rows),
+                "errors_by_code": error_codes(rows),
             },
         )
 

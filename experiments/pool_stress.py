@@ -21,20 +21,14 @@ import argparse
 import asyncio
 from typing import Any
 
-import pyarrow.compute as pc
-
 from analysis import checks, criteria
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments import perf_rows
-from experiments.perf_driver import DriverAgents, instance_health, pattern_request, pool_figures
-from experiments.perf_seed import (
-    count_connections,
-    delete_seeded,
-    seed_memories,
-    synthetic_notes,
-)
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+from experiments.support.driver import DriverAgents, DriverLog
+from experiments.support.instances import count_connections, health_all, pool_figures
+from experiments.support.rows import error_codes, failures, latency_breakdown, where
+from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
 
 SECTION = "1.3"
 DB_ERROR_CODES = {-32002}  # DependencyUnavailable / DatabaseUnavailable
@@ -81,11 +75,12 @@ class PoolStress(Experiment):
         url = run.infra.database_url
         namespace = f"perf-seed-{run.run_id}"
         asyncio.run(seed_memories(url, namespace, synthetic_notes(SEED_NOTES), shared=True))
+        log = DriverLog(run.run_id, self.scenario)
         try:
             before_pg = asyncio.run(count_connections(url))
-            before = pool_figures(instance_health(run))
-            batch, wall_s = asyncio.run(self._burst(run, args.requests))
-            after = pool_figures(instance_health(run))
+            before = pool_figures(asyncio.run(health_all(run, strict=True)))
+            wall_s = asyncio.run(self._burst(run, log, args.requests))
+            after = pool_figures(asyncio.run(health_all(run, strict=True)))
             after_pg = asyncio.run(count_connections(url))
         finally:
             asyncio.run(delete_seeded(url, namespace))
@@ -100,31 +95,21 @@ class PoolStress(Experiment):
             "pool_after": after,
             "pg_connections_before": before_pg,
             "pg_connections_after": after_pg,
-            DRIVER_BATCHES: [batch],
+            DRIVER_BATCHES: log.batches(),
         }
 
-    async def _burst(self, run: ClusterRun, n: int) -> tuple[Any, float]:
+    async def _burst(self, run: ClusterRun, log: DriverLog, n: int) -> float:
         ids = [f"{run.run_id}-pool-{i:03d}" for i in range(n)]
         # Every agent's home is instance 0: the burst lands on one pool, as in the plan.
-        agents = DriverAgents(run.run_id, self.scenario, run.endpoints(), ids, [0] * n)
-        try:
-            await agents.connect()
+        async with DriverAgents(log, run.endpoints(), ids, [0] * n) as agents:
             texts = queries(n)
-            warm = [pattern_request(ids[0], 0, texts[0], use_cache=False)]
-            await agents.burst("warmup", warm, 30.0)
-            load = [
-                pattern_request(aid, 1, q, use_cache=False)
-                for aid, q in zip(ids, texts, strict=True)
-            ]
-            wall_s = await agents.burst("load", load, 60.0)
-            return agents.drain(), wall_s
-        finally:
-            await agents.close()
+            await agents.burst("warmup", texts[:1], 30.0, use_cache=False)
+            return await agents.burst("load", texts, 60.0, use_cache=False)
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
-        rows = perf_rows.phase_rows(result.table, "load")
+        rows = where(result.table, phase="load")
         timing = args.scale != "ci"
-        failed = rows.filter(pc.equal(rows.column("success"), False))
+        failed = failures(rows)
         db_errors = sum(
             1
             for code, reason in zip(
@@ -134,7 +119,7 @@ class PoolStress(Experiment):
             )
             if code in DB_ERROR_CODES or reason in DB_ERROR_REASONS
         )
-        fallbacks = rows.filter(pc.equal(pc.fill_null(rows.column("route"), ""), "llm_fallback"))
+        fallbacks = where(rows, route="llm_fallback")
         target = facts["target_instance"]
         pool = facts["pool_after"].get(target, {})
         before = facts["pool_before"].get(target, {})
@@ -185,8 +170,8 @@ class PoolStress(Experiment):
                 "pool_in_use_peak": pool.get("in_use_peak"),
                 "pool_waiting_peak": pool.get("waiting_peak"),
                 "pool_utilisation_peak": (pool.get("in_use_peak") or 0) / (pool.get("max") or 1),
-                "load_latency": perf_rows.latency_breakdown(rows),
-                "errors_by_code": perf_rows.error_codes(rows),
+                "load_latency": latency_breakdown(rows),
+                "errors_by_code": error_codes(rows),
             },
         )
 

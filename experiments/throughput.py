@@ -26,8 +26,8 @@ from analysis import checks, criteria
 from analysis.checks import Criterion
 from analysis.resources import resource_summary
 from cluster.run import ClusterRun, RunResult
-from experiments import perf_rows
 from experiments.runner import Experiment, Outcome, main
+from experiments.support.rows import between, error_codes, latency_breakdown, successes, where
 
 SECTION = "5.2"
 #: Peak rate per scale: the plan's 100 req/s; ci halves it (2 shared cores), keeping the shape.
@@ -77,16 +77,10 @@ def sustain_window(rows: pa.Table) -> tuple[int, int]:
     return begin, begin + int(SUSTAIN_S * 1e9)
 
 
-def _between(rows: pa.Table, column: str, lo: int, hi: int) -> pa.Table:
-    col = rows.column(column)
-    return rows.filter(pc.and_(pc.greater_equal(col, lo), pc.less(col, hi)))
-
-
 def completed_rps(rows: pa.Table, lo: int, hi: int) -> float:
     """Successful replies received in [lo, hi) per second."""
-    received = _between(rows, "t_recv_ns", lo, hi)
-    ok = received.filter(pc.equal(received.column("success"), True))
-    return ok.num_rows / ((hi - lo) / 1e9)
+    received = between(rows, lo, hi, column="t_recv_ns")
+    return successes(received).num_rows / ((hi - lo) / 1e9)
 
 
 def thirds(rows: pa.Table, lo: int, hi: int) -> list[dict[str, Any]]:
@@ -95,7 +89,7 @@ def thirds(rows: pa.Table, lo: int, hi: int) -> list[dict[str, Any]]:
     out = []
     for i in range(3):
         a, b = lo + i * step, lo + (i + 1) * step
-        sent = _between(rows, "t_send_ns", a, b)
+        sent = between(rows, a, b)
         lat = sent.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
         out.append(
             {
@@ -154,7 +148,7 @@ class ThroughputExperiment(Experiment):
         }
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
-        rows = perf_rows.phase_rows(result.table, "load")
+        rows = where(result.table, phase="load")
         target = facts["target_rps"]
         timing = args.scale != "ci"
         if rows.num_rows == 0:
@@ -215,8 +209,8 @@ class ThroughputExperiment(Experiment):
                 "target_rps": target,
                 "sustain_thirds": parts,
                 "latency_measured_from": facts["latency_measured_from"],
-                "load_latency": perf_rows.latency_breakdown(rows),
-                "errors_by_code": perf_rows.error_codes(rows),
+                "load_latency": latency_breakdown(rows),
+                "errors_by_code": error_codes(rows),
                 "cpu_p95_percent": cpu,
             },
         )

@@ -23,11 +23,19 @@ from typing import Any
 from analysis import checks
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import between, error_code_criterion, rate_pct, successes, where
-from experiments.proto_driver import DriverLog, ProtoSession
-from experiments.proto_infra import fetch, health_all, pool_figures, scale_name, sized, wait_for
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
+from experiments.support.driver import DriverLog
+from experiments.support.instances import (
+    fetchval,
+    health_all,
+    pool_figures,
+    scale_name,
+    sized,
+    wait_for,
+)
+from experiments.support.rows import between, error_code_criterion, success_pct, where
+from service.client import WsClient
 
 SECTION = "6.2"
 SLOW_QUERY = "slow pattern test"
@@ -81,7 +89,7 @@ class TimeoutExperiment(Experiment):
     ) -> dict[str, Any]:
         sessions = await asyncio.gather(
             *(
-                ProtoSession.open(info.ws_url, f"{run.run_id}-slow-{i}-{k}")
+                WsClient.connect(info.ws_url, f"{run.run_id}-slow-{i}-{k}")
                 for i, info in enumerate(run.instance_infos)
                 for k in range(per_instance)
             )
@@ -97,7 +105,7 @@ class TimeoutExperiment(Experiment):
                 )
             )  # fmt: skip
             facts["t_slow_end_ns"] = time.time_ns()
-            facts["pg_sleep_at_reply"] = (await fetch(database_url, _PG_SLEEP_SQL))[0]["n"]
+            facts["pg_sleep_at_reply"] = await _pg_sleeps(database_url)
             stats = await asyncio.gather(
                 *(log.call(s, "get_pattern_stats", {"pattern_name": "slow_test_pattern"},
                            phase="after", key="stats") for s in sessions[::per_instance])
@@ -116,7 +124,7 @@ class TimeoutExperiment(Experiment):
             lambda hs: all((h.get("pool") or {}).get("in_use") == 0 for h in hs),
             timeout_s=10.0,
         )
-        facts["pool_in_use_after"] = pool_figures(health, "in_use")["in_use"]
+        facts["pool_in_use_after"] = [p.get("in_use") for p in pool_figures(health).values()]
         return facts
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
@@ -171,7 +179,7 @@ class TimeoutExperiment(Experiment):
             ),
             checks.at_least(
                 "other_requests_unaffected",
-                rate_pct(successes(other).num_rows, other.num_rows),
+                success_pct(other),
                 99.0,
                 description=f"swarm requests sent while slow patterns ran ({other.num_rows})",
                 unit="%",
@@ -182,7 +190,8 @@ class TimeoutExperiment(Experiment):
 
 
 async def _pg_sleeps(database_url: str) -> int:
-    return int((await fetch(database_url, _PG_SLEEP_SQL))[0]["n"])
+    """Queries still sleeping in PostgreSQL (the slow pattern's `pg_sleep`)."""
+    return int(await fetchval(database_url, _PG_SLEEP_SQL))
 
 
 EXPERIMENT = TimeoutExperiment()

@@ -32,10 +32,10 @@ from analysis import checks, criteria, metrics
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
 from cluster.topology import PROJECT_ROOT
-from experiments import perf_rows
-from experiments.perf_driver import DriverAgents, pattern_request
-from experiments.perf_seed import delete_seeded, seed_memories, synthetic_notes
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
+from experiments.support.driver import DriverAgents, DriverLog
+from experiments.support.rows import where, where_in
+from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
 
 SECTION = "5.3"
 EVAL_PATH = PROJECT_ROOT / "configs" / "eval" / "routing_eval.jsonl"
@@ -92,10 +92,14 @@ def routing_accuracy(rows: pa.Table, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def cache_misses(rows: pa.Table) -> pa.Table:
+    """Rows not answered from the cache (a null cache_hit counts as a miss)."""
+    return rows.filter(pc.equal(pc.fill_null(rows.column("cache_hit"), False), False))
+
+
 def per_type_table(rows: pa.Table) -> list[dict[str, Any]]:
     """The plan's table: per type, mean pattern tokens (misses), baseline and reduction."""
-    misses = rows.filter(pc.equal(pc.fill_null(rows.column("cache_hit"), False), False))
-    stats = metrics.token_stats_by(misses, "route")
+    stats = metrics.token_stats_by(cache_misses(rows), "route")
     out = []
     for route, target in TOKEN_TARGETS.items():
         s = stats.get(route, {})
@@ -125,6 +129,7 @@ class TokenReduction(Experiment):
             seed_memories(url, namespace, synthetic_notes(SEED_NOTES, args.seed), shared=True)
         )
         per_agent = REQUESTS_PER_AGENT.get(run.preset.name, 1)
+        log = DriverLog(run.run_id, self.scenario)
         try:
             for phase, use_cache in zip(LOAD_PHASES, (False, True), strict=True):
                 run.phase(
@@ -147,7 +152,7 @@ class TokenReduction(Experiment):
                     },
                 )
             eval_set = load_eval()
-            batch = asyncio.run(self._routing_eval(run, eval_set))
+            asyncio.run(self._routing_eval(run, log, eval_set))
         finally:
             asyncio.run(delete_seeded(url, namespace))
         return {
@@ -156,38 +161,32 @@ class TokenReduction(Experiment):
             "requests_per_agent": per_agent,
             "eval_queries": len(eval_set),
             "per_type_budget_rows": "cache misses only (a hit is charged its envelope)",
-            DRIVER_BATCHES: [batch],
+            DRIVER_BATCHES: log.batches(),
         }
 
-    async def _routing_eval(self, run: ClusterRun, eval_set: list[dict[str, str]]) -> Any:
+    async def _routing_eval(
+        self, run: ClusterRun, log: DriverLog, eval_set: list[dict[str, str]]
+    ) -> None:
         """Each labelled query once, through the instances in turn (three agents, one each)."""
         n = len(run.instance_infos)
         ids = [f"{run.run_id}-eval-{i}" for i in range(n)]
-        agents = DriverAgents(run.run_id, self.scenario, run.endpoints(), ids)
-        try:
-            await agents.connect()
-
-            async def lane(i: int) -> None:
-                reqs = [
-                    pattern_request(ids[i], seq, item["query"], use_cache=False)
-                    for seq, item in enumerate(eval_set)
-                    if seq % n == i
-                ]
-                await agents.sequential("routing_eval", reqs, 20.0, agent=i)
-
-            await asyncio.gather(*(lane(i) for i in range(n)))
-            return agents.drain()
-        finally:
-            await agents.close()
+        queries = [item["query"] for item in eval_set]
+        async with DriverAgents(log, run.endpoints(), ids) as agents:
+            await asyncio.gather(
+                *(
+                    agents.sequential("routing_eval", queries[i::n], 20.0, agent=i, use_cache=False)
+                    for i in range(n)
+                )
+            )
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
-        load = perf_rows.phase_rows(result.table, *LOAD_PHASES)
-        misses = load.filter(pc.equal(pc.fill_null(load.column("cache_hit"), False), False))
-        eval_rows = perf_rows.phase_rows(result.table, "routing_eval")
+        load = where_in(result.table, "phase", LOAD_PHASES)
+        misses = cache_misses(load)
+        eval_rows = where(result.table, phase="routing_eval")
         labels = {item["query"]: item["route"] for item in load_eval()}
         holdout = {item["query"] for item in load_eval() if item.get("split") == "holdout"}
         accuracy = routing_accuracy(eval_rows, labels)
-        held = routing_accuracy(perf_rows.where(eval_rows, "key", sorted(holdout)), labels)
+        held = routing_accuracy(where_in(eval_rows, "key", sorted(holdout)), labels)
         judged: list[Criterion] = [
             criteria.success_rate_criterion(load, 95.0, section=SECTION),
             criteria.token_reduction_criterion(load, 40.0, section=SECTION),
@@ -226,8 +225,7 @@ class TokenReduction(Experiment):
                 "per_type": table,
                 "per_type_text": format_table(table),
                 "token_reduction_by_phase": {
-                    p: metrics.token_reduction(perf_rows.phase_rows(result.table, p))
-                    for p in LOAD_PHASES
+                    p: metrics.token_reduction(where(result.table, phase=p)) for p in LOAD_PHASES
                 },
                 "tokens_by_route_all_load": metrics.token_stats_by(load, "route"),
                 "router_accuracy": accuracy["accuracy"],

@@ -32,18 +32,29 @@ import asyncio
 import json
 from typing import Any
 
-import asyncpg
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from analysis import checks
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
-from experiments.proto_checks import all_succeeded, reasons_containing, successes, where
-from experiments.proto_driver import DriverLog, ProtoSession
-from experiments.proto_infra import fetch, health_all, pool_figures, scale_name, sized, wait_for
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
+from experiments.support.driver import DriverLog
+from experiments.support.instances import (
+    connection,
+    fetch,
+    health_all,
+    pool_figures,
+    scale_name,
+    sized,
+    wait_for,
+)
+from experiments.support.rows import (
+    all_succeeded,
+    reasons_containing,
+    successes,
+    where,
+    where_in,
+)
+from service.client import WsClient
 
 SECTION = "3.2"
 DIRTY_TITLE = "DIRTY-UNCOMMITTED"
@@ -76,7 +87,7 @@ def written_cols(result: Any) -> dict[str, Any]:
 class Writer:
     """One session of the shared agent, remembering the versions it wrote (read-after-write)."""
 
-    def __init__(self, session: ProtoSession, log: DriverLog, index: int) -> None:
+    def __init__(self, session: WsClient, log: DriverLog, index: int) -> None:
         self.session = session
         self.log = log
         self.index = index
@@ -176,20 +187,20 @@ class TransactionIsolationExperiment(Experiment):
         self, run: ClusterRun, log: DriverLog, size: dict[str, int], database_url: str
     ) -> dict[str, Any]:
         agent = f"{run.run_id}-txn"
-        before = pool_figures(await health_all(run), *RETRY_COUNTERS)
+        before = pool_figures(await health_all(run))
         urls = [info.ws_url for info in run.instance_infos]
         sessions = await asyncio.gather(
-            *(ProtoSession.open(url, agent) for url in urls for _ in range(size["writers"]))
+            *(WsClient.connect(url, agent) for url in urls for _ in range(size["writers"]))
         )
         writers = [Writer(s, log, i) for i, s in enumerate(sessions)]
         try:
             facts = await self._scenario(writers, log, size, database_url)
         finally:
             await asyncio.gather(*(s.close() for s in sessions))
-        after = pool_figures(await health_all(run), *RETRY_COUNTERS)
+        after = pool_figures(await health_all(run))
         facts["namespace"] = agent
         facts["retries"] = {
-            k: sum((a or 0) - (b or 0) for a, b in zip(after[k], before[k], strict=True))
+            k: sum((after[i].get(k) or 0) - (before.get(i, {}).get(k) or 0) for i in after)
             for k in RETRY_COUNTERS
         }
         facts["final_tasks"] = [
@@ -247,8 +258,7 @@ class TransactionIsolationExperiment(Experiment):
         self, writers: list[Writer], task_id: str, reads: int, database_url: str
     ) -> int:
         """Hold an uncommitted UPDATE; read it from every session; queue updates; roll back."""
-        conn = await asyncpg.connect(database_url, timeout=10)
-        try:
+        async with connection(database_url) as conn:
             tx = conn.transaction()
             await tx.start()
             await conn.execute(
@@ -273,8 +283,6 @@ class TransactionIsolationExperiment(Experiment):
             )
             await tx.rollback()
             await asyncio.gather(*queued)
-        finally:
-            await conn.close()
         for w in writers:
             await w.read(task_id, "dirty-after")
         return waiting
@@ -292,7 +300,7 @@ class TransactionIsolationExperiment(Experiment):
             ),
             all_succeeded(
                 "dirty_probe_reads",
-                table.filter(_in(table, "phase", ["dirty-read", "dirty-after"])),
+                where_in(table, "phase", ["dirty-read", "dirty-after"]),
                 section=SECTION,
                 description="reads during and after the uncommitted update all answered, none dirty",
             ),
@@ -393,10 +401,6 @@ async def _lock_waiters(database_url: str) -> int:
         " WHERE datname = current_database() AND wait_event_type = 'Lock'",
     )
     return int(rows[0]["n"])
-
-
-def _in(table: Any, column: str, values: list[str]) -> Any:
-    return pc.fill_null(pc.is_in(table.column(column), pa.array(values)), False)
 
 
 EXPERIMENT = TransactionIsolationExperiment()

@@ -112,9 +112,13 @@ class WsClient:
         exc = self._closed_exc
         return exc.rcvd.reason if exc is not None and exc.rcvd is not None else None
 
+    def next_id(self) -> int:
+        """A request id this client has not used yet (for raw requests built by the caller)."""
+        return next(self._ids)
+
     async def call(self, method: str, params: Any = None, *, timeout: float = 30) -> Any:
         """Send a request and return its result; raises RpcError for an error reply."""
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id(), "method": method}
         if params is not None:
             request["params"] = params
         reply = await self._request(request, timeout)
@@ -162,6 +166,17 @@ class WsClient:
             assert self._closed_exc is not None
             raise self._closed_exc
         return item
+
+    def take_unmatched(self) -> list[Any]:
+        """Every reply no call claimed that has arrived so far, without waiting (consumes them)."""
+        taken: list[Any] = []
+        while not self._unmatched.empty():
+            item = self._unmatched.get_nowait()
+            if item is _CLOSED:
+                self._unmatched.put_nowait(_CLOSED)  # next_unmatched still fails after the close
+                break
+            taken.append(item)
+        return taken
 
     async def wait_closed(self, *, timeout: float = 30) -> ConnectionClosed:
         """Wait until the server closes the socket; return how it closed."""

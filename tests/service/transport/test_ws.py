@@ -93,6 +93,21 @@ async def test_binary_frames_and_garbage_do_not_crash(start_server: StartServer)
         assert await client.call("ping") == {}
 
 
+async def test_take_unmatched_returns_unclaimed_replies(start_server: StartServer) -> None:
+    server = await start_server()
+    async with await WsClient.connect(server.ws, "agent-a") as client:
+        assert client.take_unmatched() == []
+        await client.send_raw("not json")
+        await client.send_raw(json.dumps({"jsonrpc": "2.0", "id": [1], "method": "ping"}))
+        rid = client.next_id()
+        # Replies come in order: once this one is here, both unclaimed replies have arrived.
+        barrier = await client.call_raw({"jsonrpc": "2.0", "id": rid, "method": "ping"})
+        assert barrier["id"] == rid and client.next_id() == rid + 1
+        taken = client.take_unmatched()
+        assert [(m["id"], m["error"]["code"]) for m in taken] == [(None, -32700), (None, -32600)]
+        assert client.take_unmatched() == []
+
+
 async def test_notifications_get_nothing(start_server: StartServer) -> None:
     server = await start_server()
     async with await WsClient.connect(server.ws, "agent-a") as client:

@@ -1,4 +1,4 @@
-"""Seed memories straight into PostgreSQL (driver side) and look at how recall is planned.
+"""Seed memories straight into PostgreSQL (driver side) for the recall-heavy experiments.
 
 Storing thousands of memories through `store_memory` would measure the write path, not seed
 data; here texts are embedded in batches with the real MiniLM model (`encode_sync`) and inserted
@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import asyncpg
 import numpy as np
-from pgvector.asyncpg import register_vector
 
+from experiments.support.instances import connection
 from service.embedding import EMBEDDING_DIM, encode_sync
 
 SEED_AGENT = "perf-seed"
@@ -81,12 +80,6 @@ def synthetic_notes(count: int, seed: int = 0) -> list[str]:
     return notes
 
 
-async def _connect(database_url: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url, timeout=30)
-    await register_vector(conn)
-    return conn
-
-
 async def seed_memories(
     database_url: str,
     namespace: str,
@@ -98,8 +91,7 @@ async def seed_memories(
     """Embed `texts` in batches and insert them as memories of `namespace` (shared: every
     namespace's recall sees them, which is how memory patterns of many agents find data)."""
     embed_s = insert_s = 0.0
-    conn = await _connect(database_url)
-    try:
+    async with connection(database_url, 30, vectors=True) as conn:
         for start in range(0, len(texts), _BATCH):
             chunk = list(texts[start : start + _BATCH])
             t0 = time.perf_counter()
@@ -114,30 +106,11 @@ async def seed_memories(
             embed_s += t1 - t0
             insert_s += time.perf_counter() - t1
         await conn.execute("ANALYZE memories")  # fresh statistics: the planner sees the rows
-    finally:
-        await conn.close()
     return SeedReport(namespace, len(texts), round(embed_s, 3), round(insert_s, 3))
 
 
 async def delete_seeded(database_url: str, namespace: str) -> int:
     """Remove the memories of `namespace` (the run's seeds); returns how many went."""
-    conn = await asyncpg.connect(database_url, timeout=30)
-    try:
+    async with connection(database_url, 30) as conn:
         status = await conn.execute("DELETE FROM memories WHERE namespace = $1", namespace)
-    finally:
-        await conn.close()
     return int(status.split()[-1])
-
-
-async def count_connections(database_url: str) -> int:
-    """Sessions on our database in `pg_stat_activity`, this probe's own excluded."""
-    conn = await asyncpg.connect(database_url, timeout=30)
-    try:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-    finally:
-        await conn.close()

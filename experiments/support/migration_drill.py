@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import numpy as np
 import pyarrow as pa
 
-from actors.recorder import CLIENT_ERROR, Outcome, SessionInfo
-from experiments.proto_driver import DriverLog, ProtoSession
+from actors.recorder import Outcome, SessionInfo
+from experiments.support.driver import DriverLog, violation
+from experiments.support.instances import connection, fetch, fetchval
+from service.client import WsClient
 
 V22_INDEXES = (
     "pattern_executions_pattern_created",
@@ -94,9 +95,7 @@ class Steps:
             wrong = await fn()
         except Exception as exc:  # a failed step is recorded, and later steps are skipped
             wrong = f"{type(exc).__name__}: {exc}"
-        outcome = Outcome.ok({}) if wrong is None else Outcome(
-            error_code=CLIENT_ERROR, error_reason=f"{key}: {wrong}"[:300], error_message=wrong
-        )  # fmt: skip
+        outcome = Outcome.ok({}) if wrong is None else violation(f"{key}: {wrong}")
         self.failed = self.failed or wrong is not None
         self.log.record(phase="migration", method=method, session=SessionInfo(self.agent),
                         outcome=outcome, t_send_ns=t_send, t_recv_ns=time.time_ns(),
@@ -110,8 +109,7 @@ async def run_drill(drill: Drill) -> tuple[list[pa.RecordBatch], dict[str, Any]]
     log = DriverLog(drill.run_id, drill.scenario)
     steps = Steps(log, drill.agent(0))
     facts = steps.facts
-    admin = await asyncpg.connect(with_database(drill.base_url, "postgres"), timeout=10)
-    try:
+    async with connection(with_database(drill.base_url, "postgres")) as admin:
         await admin.execute(f'CREATE DATABASE "{drill.database}"')
         try:
             await _migrate_steps(drill, steps, migrate)
@@ -119,8 +117,6 @@ async def run_drill(drill: Drill) -> tuple[list[pa.RecordBatch], dict[str, Any]]
                 await _serve_steps(drill, steps, log)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{drill.database}" WITH (FORCE)')
-    finally:
-        await admin.close()
     return log.batches(), facts
 
 
@@ -130,7 +126,7 @@ async def _migrate_steps(drill: Drill, steps: Steps, migrate: Any) -> None:
     async def to_v20() -> str | None:
         report = await migrate.migrate(drill.url, drill.backup_dir, target=1)
         facts["v2_0"] = report.as_dict()
-        has_v22 = await _scalar(drill.url, "SELECT to_regclass('pattern_executions') IS NOT NULL")
+        has_v22 = await fetchval(drill.url, "SELECT to_regclass('pattern_executions') IS NOT NULL")
         return (
             None
             if report.version_after == 1 and not has_v22
@@ -154,11 +150,11 @@ async def _migrate_steps(drill: Drill, steps: Steps, migrate: Any) -> None:
         return None if size > 0 else f"no backup file ({path})"
 
     async def schema() -> str | None:
-        rows = await _fetch(
+        rows = await fetch(
             drill.url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
         )
         names = {r["indexname"] for r in rows}
-        table = await _scalar(drill.url, "SELECT to_regclass('pattern_executions') IS NOT NULL")
+        table = await fetchval(drill.url, "SELECT to_regclass('pattern_executions') IS NOT NULL")
         missing = sorted(set(V22_INDEXES) - names)
         facts["v2_2_indexes"] = sorted(n for n in names if n in V22_INDEXES)
         return None if table and not missing else f"table={table} missing indexes={missing}"
@@ -210,7 +206,7 @@ async def _use_old_data(drill: Drill, steps: Steps, log: DriverLog, ws: str) -> 
     for k in range(drill.agents):
         agent = drill.agent(k)
         topic, text = TOPICS[k % len(TOPICS)]
-        session = await ProtoSession.open(ws, agent)
+        session = await WsClient.connect(ws, agent)
         try:
 
             def recalled(r: Any, text: str = text) -> str | None:
@@ -234,7 +230,7 @@ async def _use_old_data(drill: Drill, steps: Steps, log: DriverLog, ws: str) -> 
             await session.close()
 
     async def learning_rows() -> str | None:
-        n = await _scalar(drill.url, "SELECT count(*) FROM pattern_executions WHERE namespace LIKE $1",
+        n = await fetchval(drill.url, "SELECT count(*) FROM pattern_executions WHERE namespace LIKE $1",
                           f"{drill.run_id}-legacy-%")  # fmt: skip
         steps.facts["pattern_executions_rows"] = n
         return None if n and n >= drill.agents else f"{n} learning rows"
@@ -244,16 +240,12 @@ async def _use_old_data(drill: Drill, steps: Steps, log: DriverLog, ws: str) -> 
 
 async def seed_v20(drill: Drill) -> dict[str, Any]:
     """2.0 rows as a 2.0 server wrote them: one memory (real MiniLM vector), task and agent each."""
-    from pgvector.asyncpg import register_vector
-
     from service.embedding import encode_sync
 
     texts = [TOPICS[k % len(TOPICS)][1] for k in range(drill.agents)]
     vectors = encode_sync(texts)
-    conn = await asyncpg.connect(drill.url, timeout=10)
     tasks: dict[str, str] = {}
-    try:
-        await register_vector(conn)
+    async with connection(drill.url, vectors=True) as conn:
         for k, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
             agent = drill.agent(k)
             await conn.execute(
@@ -271,8 +263,6 @@ async def seed_v20(drill: Drill) -> dict[str, Any]:
             await conn.execute(
                 "INSERT INTO agents (agent_id, namespace, persona) VALUES ($1, $1, 'athena')", agent
             )
-    finally:
-        await conn.close()
     return {"memories": len(texts), "tasks": tasks, "agents": drill.agents}
 
 
@@ -281,20 +271,5 @@ def _file_size(path: str | None) -> int:
 
 
 async def checksums(url: str) -> dict[str, str | None]:
-    return {table: await _scalar(url, sql) for table, sql in _CHECKSUMS.items()}
-
-
-async def _scalar(url: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def _fetch(url: str, sql: str) -> list[dict[str, Any]]:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        return [dict(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
+    """One md5 per 2.0 table over every column a 2.0 server wrote."""
+    return {table: await fetchval(url, sql) for table, sql in _CHECKSUMS.items()}
