@@ -32,6 +32,7 @@ from service.patterns.registry import Pattern, PatternRegistry
 from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRouter, RouteDecision
 from service.patterns.stats import PatternStats
 from service.patterns.tokens import BASELINE_TOKENS, cache_hit_tokens, render_prompt
+from service.store.executions import ExecutionLog
 from service.tools.registry import CallContext
 
 log = logging.getLogger(__name__)
@@ -296,15 +297,14 @@ class PatternEngine:
     ) -> None:
         """Write the learning-record row; losing it must not fail the request it describes."""
         db = getattr(ctx.services, "db", None)
-        log_cls = _execution_log_class()
-        if db is None or log_cls is None:
+        if db is None:
             return
         if outcome is not None:
             success, err = (not outcome.fallback), outcome.error
         else:
             success, err = False, f"{error.reason}: {error.message}" if error else "unknown"
         try:
-            await log_cls(db).record(
+            await ExecutionLog(db).record(
                 agent_id=ctx.agent_id,
                 instance_id=ctx.instance_id,
                 namespace=namespace,
@@ -322,14 +322,6 @@ class PatternEngine:
             )
         except TMWSError as exc:
             log.warning("learning record not written: %s", exc)
-
-
-def _execution_log_class() -> Any:
-    try:
-        from service.store.executions import ExecutionLog
-    except ImportError:
-        return None
-    return ExecutionLog
 
 
 async def build_pattern_engine(
