@@ -32,7 +32,7 @@ from service.patterns.registry import Pattern, PatternRegistry
 from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRouter, RouteDecision
 from service.patterns.stats import PatternStats
 from service.patterns.tokens import BASELINE_TOKENS, cache_hit_tokens, render_prompt
-from service.store.executions import ExecutionLog
+from service.store.executions import writer_for
 from service.tools.registry import CallContext
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class PatternEngine:
         else:
             success, err = False, f"{error.reason}: {error.message}" if error else "unknown"
         try:
-            await ExecutionLog(db).record(
+            await writer_for(db).record(
                 agent_id=ctx.agent_id,
                 instance_id=ctx.instance_id,
                 namespace=namespace,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from service.store.db import Database
@@ -28,7 +30,7 @@ _OPTIONAL = {"route": None, "error": None, "tokens_used": 0, "tokens_baseline": 
 
 _INSERT_SQL = (
     f"INSERT INTO pattern_executions ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))}) RETURNING id"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
 )
 
 _STATS_SQL = """
@@ -48,6 +50,18 @@ ORDER BY pattern_name
 """
 
 
+def values_of(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's values in `COLUMNS` order; unknown or missing columns fail naming them."""
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown pattern_executions columns: {', '.join(sorted(unknown))}")
+    values = {**_OPTIONAL, **row}
+    missing = [c for c in COLUMNS if c not in values]
+    if missing:
+        raise ValueError(f"missing pattern_executions columns: {', '.join(missing)}")
+    return tuple(values[c] for c in COLUMNS)
+
+
 class ExecutionLog:
     """Append pattern executions and summarise them per pattern."""
 
@@ -56,18 +70,69 @@ class ExecutionLog:
 
     async def record(self, **row: Any) -> int:
         """Insert one row (keys from `COLUMNS`; optional ones default); returns its id."""
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown pattern_executions columns: {', '.join(sorted(unknown))}")
-        values = {**_OPTIONAL, **row}
-        missing = [c for c in COLUMNS if c not in values]
-        if missing:
-            raise ValueError(f"missing pattern_executions columns: {', '.join(missing)}")
         async with self._db.acquire() as conn:
-            return await conn.fetchval(_INSERT_SQL, *(values[c] for c in COLUMNS))
+            return await conn.fetchval(_INSERT_SQL + " RETURNING id", *values_of(row))
+
+    async def record_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows already in `COLUMNS` order (see `values_of`) in one transaction."""
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.executemany(_INSERT_SQL, rows)
 
     async def stats(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Per pattern: count, success rate, avg/p95 latency (ms), avg tokens, cache hit rate."""
         async with self._db.acquire() as conn:
             rows = await conn.fetch(_STATS_SQL, namespace)
         return [dict(r) for r in rows]
+
+
+class ExecutionWriter:
+    """Group commit for the learning record: one INSERT batch per database round trip.
+
+    Every caller still waits until its own row is committed (nothing is buffered past the
+    response), but callers arriving while a batch is being written share the next one, so under
+    load the per-request cost is a fraction of a round trip instead of a pooled connection each.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        self._log = ExecutionLog(db)
+        self._max_batch = max_batch
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.rows = 0
+
+    async def record(self, **row: Any) -> None:
+        """Commit one row (batched with concurrent callers); database errors propagate."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((values_of(row), future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await self._log.record_many([values for values, _ in batch])
+            except Exception as exc:  # every waiter of this batch hears of the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.rows += len(batch)
+            for _, future in batch:
+                if not future.done():  # a caller that timed out has cancelled its future
+                    future.set_result(None)
+
+
+_WRITERS: weakref.WeakKeyDictionary[Database, ExecutionWriter] = weakref.WeakKeyDictionary()
+
+
+def writer_for(db: Database) -> ExecutionWriter:
+    """The one group-commit writer of `db` (created on first use)."""
+    writer = _WRITERS.get(db)
+    if writer is None:
+        writer = _WRITERS[db] = ExecutionWriter(db)
+    return writer

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from service.store.db import Database
-from service.store.executions import ExecutionLog
+from service.store.executions import ExecutionLog, ExecutionWriter
 
 
 def _row(pattern: str, latency: float, success: bool = True, **extra: object) -> dict:
@@ -45,3 +47,15 @@ async def test_record_rejects_unknown_or_missing_columns(db: Database) -> None:
     del row["success"]
     with pytest.raises(ValueError, match="missing"):
         await log.record(**row)
+
+
+async def test_group_commit_writes_every_row_in_fewer_batches(db: Database) -> None:
+    writer = ExecutionWriter(db)
+    rows = [_row("grouped", float(i), namespace="ns-group") for i in range(200)]
+    await asyncio.gather(*(writer.record(**row) for row in rows))
+    # Every caller returned only after its row was committed: all are visible now.
+    stats = {s["pattern_name"]: s for s in await ExecutionLog(db).stats(namespace="ns-group")}
+    assert stats["grouped"]["count"] == 200
+    assert writer.rows == 200 and writer.batches < 200
+    with pytest.raises(ValueError, match="unknown pattern_executions columns: bogus"):
+        await writer.record(**_row("grouped", 1.0), bogus=1)
