@@ -56,6 +56,7 @@ class ServiceHost:
         self._info: InstanceInfo | None = None
         self._lock: asyncio.Lock | None = None
         self._process = psutil.Process(os.getpid())
+        self._app: Any = None
         self._process.cpu_percent(None)  # prime: the next call reports usage since now
 
     @property
@@ -73,6 +74,7 @@ class ServiceHost:
 
             started = time.monotonic()
             app = create_app(self.settings)
+            self._app = app
             self._server, self._task, port = await start_in_background(
                 app, self.host, 0, settings=self.settings
             )
@@ -99,10 +101,14 @@ class ServiceHost:
             return dict(response.json())
 
     def stats(self) -> dict[str, Any]:
-        """Process figures: CPU% since the last call (of the whole machine), RSS, threads."""
+        """Process figures (CPU% of the whole machine since the last call, RSS, threads) and the
+        database pool's in-use count and worst acquire wait, read from the running server."""
         cores = psutil.cpu_count() or 1
+        pool = self._pool_stats()
         with self._process.oneshot():
             return {
+                "pool_in_use": pool.get("in_use"),
+                "pool_wait_ms": pool.get("acquire_wait_ms_max"),
                 "instance_id": self.settings.instance_id,
                 "node_id": self.node_id,
                 "pid": self._process.pid,
@@ -112,6 +118,11 @@ class ServiceHost:
                 "running": self.running,
                 "t_ns": time.time_ns(),
             }
+
+    def _pool_stats(self) -> dict[str, Any]:
+        services = getattr(getattr(self._app, "state", None), "services", None)
+        db = getattr(services, "db", None)
+        return db.pool_stats() if db is not None else {}
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful: uvicorn closes connections and the lifespan closes pools and caches."""

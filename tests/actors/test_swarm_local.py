@@ -58,6 +58,8 @@ async def test_host_reports_health_and_stats(hosts: list[ServiceHost]) -> None:
     assert health.get("instance_id") == "local-inst-0"
     stats = hosts[0].stats()
     assert stats["rss_bytes"] > 0 and stats["running"] is True
+    # The database pool's figures feed resources.parquet (pool_in_use, pool_wait_ms).
+    assert stats["pool_in_use"] == 0 and stats["pool_wait_ms"] is not None
 
 
 async def test_closed_loop_every_request_is_one_row(hosts: list[ServiceHost]) -> None:
