@@ -60,12 +60,13 @@ def _check(
     symbol: str,
     ok: bool,
     *,
-    description: str,
-    critical: bool,
-    unit: str,
-    section: str,
-    metric: str | None,
+    description: str = "",
+    critical: bool = True,
+    unit: str = "",
+    section: str = "",
+    metric: str | None = None,
 ) -> Criterion:
+    """A numeric criterion; a missing (None or NaN) measurement is skipped, never passed."""
     skipped = measured is None or (isinstance(measured, float) and math.isnan(measured))
     return Criterion(
         name=name,
@@ -82,88 +83,26 @@ def _check(
 
 
 def at_least(
-    name: str,
-    measured: float | None,
-    threshold: float,
-    *,
-    description: str = "",
-    critical: bool = True,
-    unit: str = "",
-    section: str = "",
-    metric: str | None = None,
-    strict: bool = False,
+    name: str, measured: float | None, threshold: float, *, strict: bool = False, **options: Any
 ) -> Criterion:
-    """measured >= threshold (or > with strict=True)."""
+    """measured >= threshold (or > with strict=True); `options` are `_check`'s keywords
+    (description, critical, unit, section, metric)."""
     ok = measured is not None and (measured > threshold if strict else measured >= threshold)
-    symbol = ">" if strict else "≥"
-    return _check(
-        name,
-        measured,
-        threshold,
-        symbol,
-        ok,
-        description=description,
-        critical=critical,
-        unit=unit,
-        section=section,
-        metric=metric,
-    )
+    return _check(name, measured, threshold, ">" if strict else "≥", ok, **options)
 
 
 def at_most(
-    name: str,
-    measured: float | None,
-    threshold: float,
-    *,
-    description: str = "",
-    critical: bool = True,
-    unit: str = "",
-    section: str = "",
-    metric: str | None = None,
-    strict: bool = False,
+    name: str, measured: float | None, threshold: float, *, strict: bool = False, **options: Any
 ) -> Criterion:
-    """measured <= threshold (or < with strict=True)."""
+    """measured <= threshold (or < with strict=True); `options` as for `at_least`."""
     ok = measured is not None and (measured < threshold if strict else measured <= threshold)
-    symbol = "<" if strict else "≤"
-    return _check(
-        name,
-        measured,
-        threshold,
-        symbol,
-        ok,
-        description=description,
-        critical=critical,
-        unit=unit,
-        section=section,
-        metric=metric,
-    )
+    return _check(name, measured, threshold, "<" if strict else "≤", ok, **options)
 
 
-def equals(
-    name: str,
-    measured: float | None,
-    expected: float,
-    *,
-    description: str = "",
-    critical: bool = True,
-    unit: str = "",
-    section: str = "",
-    metric: str | None = None,
-) -> Criterion:
-    """measured == expected (counts of violations: expected 0)."""
+def equals(name: str, measured: float | None, expected: float, **options: Any) -> Criterion:
+    """measured == expected (counts of violations: expected 0); `options` as for `at_least`."""
     ok = measured is not None and measured == expected
-    return _check(
-        name,
-        measured,
-        expected,
-        "=",
-        ok,
-        description=description,
-        critical=critical,
-        unit=unit,
-        section=section,
-        metric=metric,
-    )
+    return _check(name, measured, expected, "=", ok, **options)
 
 
 def holds(
