@@ -18,9 +18,7 @@ class Services:
     embedder: Embedder
     #: service.store.db.Database (None only in transport-level tests)
     db: Any = None
-    #: redis.asyncio.Redis client (None only in transport-level tests)
-    redis: Any = None
-    #: service.cache (two-tier coherent cache); None until the cache layer is wired in
+    #: service.cache.coherent.CoherentCache (owns the Redis connections; None in transport tests)
     cache: Any = None
     #: service.sessions.SessionRegistry
     sessions: Any = None
