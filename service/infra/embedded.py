@@ -153,8 +153,10 @@ class PostgresServer:
         """Start (or find running) and make sure the database and pgvector exist."""
         if not self.running():
             _refuse_taken_port(self.port, "PostgreSQL")
+            # TCP only: a Unix socket path must fit in 107 bytes, which a data folder deep inside
+            # a Ray job's working dir does not; every client of ours connects over TCP anyway.
             options = (
-                f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} "
+                f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' "
                 "-c max_connections=400 -c shared_buffers=256MB"
             )
             self._run(

@@ -48,3 +48,14 @@ def test_stop_leaves_no_server_processes(tmp_path) -> None:
         pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
     ]
     assert alive == []
+
+
+def test_starts_from_a_deep_folder_like_a_ray_job_working_dir(tmp_path) -> None:
+    """Unix socket paths are capped at 107 bytes; the servers listen on TCP only."""
+    deep = tmp_path / ("runtime_resources_" * 4) / ("working_dir_files_" * 3) / ".tmws"
+    assert len(str(deep / "postgres" / ".s.PGSQL.65535")) > 107
+    embedded = EmbeddedInfra.start(deep)
+    try:
+        assert embedded.status()["postgres"] == "running"
+    finally:
+        embedded.destroy()
