@@ -75,6 +75,8 @@ class Embedder:
     def __init__(self) -> None:
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._flush_scheduled = False
+        # The loop keeps only weak references to tasks: hold ours until they finish.
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(encode_sync, ["warm up"])
@@ -84,21 +86,29 @@ class Embedder:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending.append((text, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # Let every caller already scheduled in this loop iteration join the batch.
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        self._schedule_flush()
         return await future
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(encode_sync, texts)
 
+    def _schedule_flush(self) -> None:
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        # call_soon: every caller already scheduled in this loop iteration joins the batch.
+        asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
     async def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        if self._pending and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+        if self._pending:
+            self._schedule_flush()
         if not batch:
             return
         try:
