@@ -277,7 +277,6 @@ async def test_tools_call_protocol_errors(dispatcher: Dispatcher, ctx: CallConte
         ({"name": "nope", "arguments": {}}, -32602, "name"),
         ({"arguments": {}}, -32602, "name"),
         ({"name": "add", "arguments": [1]}, -32602, "arguments"),
-        ({"name": "add", "arguments": {"a": 1}}, -32602, "b"),
     ]
     for params, code, field in cases:
         reply = await dispatcher.handle_message(req("tools/call", params), ctx)
@@ -289,6 +288,25 @@ async def test_tools_call_protocol_errors(dispatcher: Dispatcher, ctx: CallConte
     )
     assert isinstance(reply, dict)
     assert reply["error"]["code"] == -32603
+
+
+async def test_tools_call_bad_arguments_are_a_tool_error_sep_1303(
+    dispatcher: Dispatcher, ctx: CallContext
+) -> None:
+    # MCP 2025-11-25: a model reads isError results and can correct its arguments.
+    for arguments, field in (({"a": 1}, "b"), ({"a": 1, "b": "two"}, "b"), ({"a": "\x00"}, "a")):
+        reply = await dispatcher.handle_message(
+            req("tools/call", {"name": "add", "arguments": arguments}), ctx
+        )
+        assert isinstance(reply, dict) and "error" not in reply, arguments
+        result = reply["result"]
+        assert result["isError"] is True
+        error = result["structuredContent"]["error"]
+        assert (error["code"], error["data"]["field"]) == (-32602, field)
+    # The same arguments as a direct JSON-RPC method stay a protocol error.
+    reply = await dispatcher.handle_message(req("add", {"a": 1}), ctx)
+    assert isinstance(reply, dict)
+    assert (reply["error"]["code"], reply["error"]["data"]["field"]) == (-32602, "b")
 
 
 async def test_reject_answers_every_request_in_a_batch(dispatcher: Dispatcher) -> None:
