@@ -191,7 +191,8 @@ class Dispatcher:
             return to_json_text(replacement), replacement
         if size <= allowed or "error" in reply:
             return text, reply
-        replacement = error_response(reply.get("id"), self._too_large(request, size, allowed))
+        too_large = self._too_large(request, reply.get("result"), size, allowed)
+        replacement = error_response(reply.get("id"), too_large)
         return to_json_text(replacement), replacement
 
     def encode_batch(self, items: list[tuple[Any, dict[str, Any] | None]]) -> str | None:
@@ -206,7 +207,7 @@ class Dispatcher:
             parts.append(text)
         return "[" + ",".join(parts) + "]" if parts else None
 
-    def _too_large(self, request: Any, size: int, allowed: int) -> ReplyTooLarge:
+    def _too_large(self, request: Any, result: Any, size: int, allowed: int) -> ReplyTooLarge:
         limit = self.limits.max_reply_bytes
         data: dict[str, Any] = {"size": size, "limit": limit}
         if allowed < limit:
@@ -215,7 +216,7 @@ class Dispatcher:
         else:
             hint = "ask for less"
         tool, arguments = _tool_and_arguments(request)
-        page = self._page_hint(tool, arguments, size, allowed)
+        page = self._page_hint(tool, arguments, _item_count(result), size, allowed)
         if page:
             data.update(page)
             hint = page["hint"]
@@ -225,7 +226,12 @@ class Dispatcher:
         )
 
     def _page_hint(
-        self, tool: str | None, arguments: dict[str, Any], size: int, allowed: int
+        self,
+        tool: str | None,
+        arguments: dict[str, Any],
+        items: int | None,
+        size: int,
+        allowed: int,
     ) -> dict[str, Any] | None:
         """For list tools (a `limit` argument): a limit whose reply should fit."""
         if tool is None or tool not in self._tools:
@@ -236,7 +242,9 @@ class Dispatcher:
         current = arguments.get("limit", fields["limit"].default)
         if not isinstance(current, int) or current < 1:
             return None
-        suggested = max(1, int(current * allowed / size * _PAGE_SAFETY))
+        # Scale what actually came back (fewer rows than the limit may exist), not the limit.
+        returned = min(current, items) if items else current
+        suggested = max(1, int(returned * allowed / size * _PAGE_SAFETY))
         paging = " and page with offset" if "offset" in fields else ""
         return {
             "tool": tool,
@@ -311,6 +319,14 @@ class Dispatcher:
             log.info("notification %r failed: %s", method, exc.message)
         except Exception:  # boundary, as in handle_one
             log.exception("internal error in notification %r", method)
+
+
+def _item_count(result: Any) -> int | None:
+    """The `count` a list tool's result reports (directly or inside a tools/call result)."""
+    if isinstance(result, dict) and isinstance(result.get("structuredContent"), dict):
+        result = result["structuredContent"]
+    count = result.get("count") if isinstance(result, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _tool_and_arguments(request: Any) -> tuple[str | None, dict[str, Any]]:

@@ -36,10 +36,10 @@ class CacheStatsArgs(ToolArgs):
 
 async def invalidate_cache(ctx: CallContext, args: InvalidateCacheArgs) -> dict[str, Any]:
     """Bump the namespace generation; with Redis down, flush this instance's L1 and say degraded."""
+    namespace = _target(ctx, args.namespace)  # rights first: a refusal must not depend on Redis
     cache = ctx.services.cache
     if cache is None:
         raise CacheUnavailable("cache unavailable: this server runs without a cache")
-    namespace = _target(ctx, args.namespace)
     generation = await cache.bump_generation_or_flush_local(namespace, args.reason)
     return {
         "namespace": namespace,

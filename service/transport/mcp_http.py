@@ -6,7 +6,7 @@ Stateless mode: every HTTP request is served on its own, nothing is kept between
 
 Before the SDK sees a request, the gate here checks, in order: Origin and Host (403, DNS
 rebinding), identity (401), body size (413, -32003 frame_too_large), strict JSON with the same
-parser as the WebSocket endpoint (400, -32700: no NaN/Infinity, bounded nesting), batch length
+parser as the WebSocket endpoint (400, -32700: no NaN/Infinity, bounded nesting), no batches
 (400, -32600), the agent's rate limit shared with its sockets (429, -32003 rate_limited) and the
 server-wide bound on `/mcp` requests in flight (503, -32003 busy).
 
@@ -32,7 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service import __version__
 from service.auth import bearer_token, is_admin, verify_claims
-from service.errors import Busy, FrameTooLarge, TMWSError, Unauthorized
+from service.errors import Busy, FrameTooLarge, InvalidRequest, TMWSError, Unauthorized
 from service.jsonrpc import Dispatcher, JsonRpcLimits, error_response, is_notification
 from service.services import Services
 from service.sessions import check_agent_id
@@ -140,15 +140,21 @@ class _IdentityGate:
         try:
             obj = dispatcher.parse(body)
             dispatcher.check_batch(obj)
+            if isinstance(obj, list):
+                # MCP 2025-06-18 removed JSON-RPC batching from Streamable HTTP and the SDK
+                # answers arrays with a validation error; say what is wrong instead.
+                raise InvalidRequest(
+                    f"batches are not supported on {MCP_PATH} (MCP 2025-06-18 removed them); "
+                    f"send one request per POST or use the WebSocket endpoint"
+                )
         except TMWSError as exc:
             await _answer(scope, receive, send, 400, exc)
             return None
-        for _ in obj if isinstance(obj, list) else (obj,):
-            limited = services.sessions.rates.take(agent_id) if services.sessions else None
-            if limited is not None:
-                retry = str(max(1, round(limited.data.get("retry_after_s", 1))))
-                await _answer(scope, receive, send, 429, limited, {"Retry-After": retry})
-                return None
+        limited = services.sessions.rates.take(agent_id) if services.sessions else None
+        if limited is not None:
+            retry = str(max(1, round(limited.data.get("retry_after_s", 1))))
+            await _answer(scope, receive, send, 429, limited, {"Retry-After": retry})
+            return None
         return _replay(body, receive)
 
     def _identify(self, headers: dict[str, str]) -> tuple[str, list[str] | None, bool]:
