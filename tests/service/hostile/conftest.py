@@ -112,9 +112,9 @@ class Gates:
     def event(self, key: str) -> asyncio.Event:
         return self.events.setdefault(key, asyncio.Event())
 
-    async def wait_started(self, n: int, timeout: float = 10) -> list[str]:
+    async def wait_started(self, n: int, within_s: float = 10) -> list[str]:
         """Keys of the next `n` gate calls to start running (bounded wait)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             return [await self.started.get() for _ in range(n)]
 
 
