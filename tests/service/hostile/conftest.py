@@ -72,7 +72,7 @@ async def mcp_still_serves(server: Server) -> None:
     assert body["id"] == "after" and body["result"]["tools"], body
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def stack(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     """One full server on the shared infrastructure, with test patterns (slow_tool)."""
     settings = Settings(
@@ -140,6 +140,24 @@ def light_tools(gates: Gates) -> ToolRegistry:
 
 
 StartLight = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def serve_stack_as(stack: Server) -> AsyncIterator[Callable[[Settings], Awaitable[Server]]]:
+    """Another app over the stack's database, cache and patterns, with other settings."""
+    running: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings) -> Server:
+        assert stack.services is not None
+        services = replace(stack.services, settings=settings, sessions=None)
+        app = create_app(settings, services=services)
+        server, task, port = await start_in_background(app, settings=settings)
+        running.append((server, task))
+        return Server(settings, port, services)
+
+    yield start
+    for server, task in running:
+        await stop_background(server, task)
 
 
 @pytest.fixture
