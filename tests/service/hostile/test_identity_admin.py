@@ -171,3 +171,18 @@ async def test_global_pattern_answers_carry_nothing_of_the_first_caller(stack: S
     assert two["cache_hit"] is True and two["result"] == one["result"]
     assert "first-caller-7f3a" not in json.dumps(two)
     assert "agent" not in direct and "first-caller-7f3a" not in json.dumps(direct)
+
+
+async def test_no_global_scope_pattern_answer_names_its_caller(stack: Server) -> None:
+    """Every pattern cached for everyone (cache_scope: global) answers without caller data."""
+    assert stack.services is not None
+    engine = stack.services.patterns
+    global_patterns = [p for p in engine.registry if p.cache_scope == "global"]
+    assert len(global_patterns) >= 3, [p.name for p in global_patterns]
+    agent = "caller-id-5e8d1f"
+    async with await WsClient.connect(stack.ws, agent) as client:
+        for pattern in global_patterns:
+            query = pattern.exemplars[0]
+            answer = await client.call("execute_pattern", {"query": query, "use_cache": False})
+            assert answer["pattern_name"] == pattern.name, (query, answer["pattern_name"])
+            assert agent not in json.dumps(answer["result"]), (pattern.name, answer["result"])
