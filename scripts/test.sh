@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap_venv.sh
+# The MCP conformance suite (npm, with Node 22) for tests/service/transport/test_conformance.py.
+./scripts/mcp_conformance.sh --install-only
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -21,10 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service import __version__
+from service.auth import admin_policy
 from service.config import Settings
 from service.services import Services
 from service.sessions import SessionRegistry
 from service.transport.mcp_http import MCP_PATH, mcp_http_app
+from service.transport.security import install_log_redaction
 from service.transport.ws import WS_PATH, add_websocket_endpoint, uvicorn_ws_options
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         else:
             svc = services
         if svc.sessions is None:
-            svc.sessions = SessionRegistry(svc.settings.limits.max_connections_per_agent)
+            svc.sessions = SessionRegistry.from_limits(svc.settings.limits)
         app.state.services = svc
         if not svc.settings.auth_enabled:
             log.warning(
@@ -76,7 +78,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse(await _health_body(request.app.state.services))
+        services = request.app.state.services
+        body = await _health_body(services)
+        body["admin"] = admin_policy(services.settings)
+        return JSONResponse(body)
 
     add_websocket_endpoint(app, WS_PATH)
     # A plain route, not a Mount: a Mount would redirect "/mcp" to "/mcp/".
@@ -114,8 +119,11 @@ async def _health_body(services: Services) -> dict[str, Any]:
 def uvicorn_config(
     app: FastAPI, settings: Settings, host: str, port: int, *, log_level: str = "info"
 ) -> uvicorn.Config:
-    """uvicorn settings for the app: WebSocket limits and heartbeat from `settings`."""
-    return uvicorn.Config(
+    """uvicorn settings for the app: WebSocket limits and heartbeat from `settings`.
+
+    Creating the config sets up uvicorn's logging; the token-redacting filter goes on after.
+    """
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -124,6 +132,8 @@ def uvicorn_config(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         **uvicorn_ws_options(settings),
     )
+    install_log_redaction()
+    return config
 
 
 class _Server(uvicorn.Server):

@@ -96,7 +96,7 @@ async def start_services(settings: Settings) -> Services:
             embedder=embedder,
             db=db,
             cache=cache,
-            sessions=SessionRegistry(settings.limits.max_connections_per_agent),
+            sessions=SessionRegistry.from_limits(settings.limits),
         )
         services.patterns = await build_pattern_engine(settings, embedder)
         services.llm = services.patterns.llm

@@ -88,7 +88,11 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise ConfigError("TMWS_AUTH_SECRET is not set: there is no secret to sign a token with")
     from service.auth import issue_token
 
-    print(issue_token(settings.auth_secret, args.agent_id, ttl_s=args.ttl, teams=args.team))
+    print(
+        issue_token(
+            settings.auth_secret, args.agent_id, ttl_s=args.ttl, teams=args.team, admin=args.admin
+        )
+    )
     return 0
 
 
@@ -139,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=86_400, help="lifetime in seconds")
     token.add_argument(
         "--team", action="append", default=[], help="team namespace the agent may use (repeatable)"
+    )
+    token.add_argument(
+        "--admin", action="store_true", help="admin rights (reload_patterns, invalidate all)"
     )
     token.set_defaults(func=cmd_token)
 

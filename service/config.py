@@ -25,6 +25,18 @@ DEFAULT_RATE_PER_S = 200.0
 DEFAULT_RATE_BURST = 400
 DEFAULT_HEARTBEAT_S = 20.0
 DEFAULT_IDLE_TIMEOUT_S = 300.0
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_MAX_BATCH = 50
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_MAX_REPLY_BYTES = 4 << 20
+DEFAULT_AGENT_RATE_PER_S = 1000.0
+DEFAULT_AGENT_RATE_BURST = 2000
+DEFAULT_HTTP_MAX_IN_FLIGHT = 256
+DEFAULT_MAX_METADATA_BYTES = 16 << 10
+DEFAULT_MAX_TASK_RESULT_BYTES = 64 << 10
+#: HS256 keys shorter than the hash output (32 bytes) are brute-forceable (RFC 7518 3.2).
+MIN_AUTH_SECRET_BYTES = 32
 DEFAULT_PATTERNS_PATH = Path(__file__).resolve().parent.parent / "configs" / "patterns.yaml"
 
 
@@ -55,6 +67,49 @@ class LimitSettings:
     rate_burst: int = DEFAULT_RATE_BURST
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    #: Open WebSocket sessions of all agents together.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Requests one socket may have running at once (each request of a batch counts).
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    #: Requests in one JSON-RPC batch.
+    max_batch: int = DEFAULT_MAX_BATCH
+    #: Nesting of arrays and objects in one message.
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    #: Encoded bytes of one reply (of a whole batch's reply).
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    #: Per-agent token bucket over every transport and socket of that agent (0 = off).
+    agent_rate_per_s: float = DEFAULT_AGENT_RATE_PER_S
+    agent_rate_burst: int = DEFAULT_AGENT_RATE_BURST
+    #: `/mcp` requests being served at once, all agents together.
+    http_max_in_flight: int = DEFAULT_HTTP_MAX_IN_FLIGHT
+    #: Encoded JSON bytes of a memory's `metadata` and of a task's `result`.
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    max_task_result_bytes: int = DEFAULT_MAX_TASK_RESULT_BYTES
+
+    def __post_init__(self) -> None:
+        for name, value, least in (
+            ("TMWS_MAX_CONNECTIONS", self.max_connections, 1),
+            ("TMWS_MAX_IN_FLIGHT", self.max_in_flight, 1),
+            ("TMWS_MAX_BATCH", self.max_batch, 1),
+            ("TMWS_MAX_JSON_DEPTH", self.max_json_depth, 4),
+            ("TMWS_MAX_REPLY_BYTES", self.max_reply_bytes, 4096),
+            ("TMWS_HTTP_MAX_IN_FLIGHT", self.http_max_in_flight, 1),
+        ):
+            if value < least:
+                raise ConfigError(f"{name}={value} must be >= {least}")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    #: Browser origins allowed on /mcp and /ws/mcp; empty = loopback origins only. A request
+    #: without an Origin header (not a browser) is always allowed.
+    allowed_origins: tuple[str, ...] = ()
+    #: Host header values allowed; empty = loopback names plus the bound address (any Host when
+    #: bound to a wildcard address such as 0.0.0.0).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Agents with admin rights; None (unset) = on an open server every agent, with auth only
+    #: tokens carrying the `admin` claim.
+    admin_agents: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +137,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def auth_enabled(self) -> bool:
@@ -101,7 +157,7 @@ class Settings:
             port=r.int("TMWS_PORT", DEFAULT_PORT),
             instance_id=r.str("TMWS_INSTANCE_ID", "") or f"tmws-{uuid.uuid4().hex[:8]}",
             redis_url=r.str("TMWS_REDIS_URL", "") or None,
-            auth_secret=r.str("TMWS_AUTH_SECRET", "") or None,
+            auth_secret=_auth_secret(r.str("TMWS_AUTH_SECRET", "")),
             environment=r.str("TMWS_ENVIRONMENT", "development"),
             state_dir=Path(r.str("TMWS_STATE_DIR", str(DEFAULT_STATE_DIR))),
             patterns_path=Path(r.str("TMWS_PATTERNS_PATH", str(DEFAULT_PATTERNS_PATH))),
@@ -125,6 +181,18 @@ class Settings:
                 rate_burst=r.int("TMWS_RATE_BURST", DEFAULT_RATE_BURST),
                 heartbeat_s=r.float("TMWS_HEARTBEAT_S", DEFAULT_HEARTBEAT_S),
                 idle_timeout_s=r.float("TMWS_IDLE_TIMEOUT_S", DEFAULT_IDLE_TIMEOUT_S),
+                max_connections=r.int("TMWS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
+                max_in_flight=r.int("TMWS_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+                max_batch=r.int("TMWS_MAX_BATCH", DEFAULT_MAX_BATCH),
+                max_json_depth=r.int("TMWS_MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH),
+                max_reply_bytes=r.int("TMWS_MAX_REPLY_BYTES", DEFAULT_MAX_REPLY_BYTES),
+                agent_rate_per_s=r.float("TMWS_AGENT_RATE_PER_S", DEFAULT_AGENT_RATE_PER_S),
+                agent_rate_burst=r.int("TMWS_AGENT_RATE_BURST", DEFAULT_AGENT_RATE_BURST),
+                http_max_in_flight=r.int("TMWS_HTTP_MAX_IN_FLIGHT", DEFAULT_HTTP_MAX_IN_FLIGHT),
+                max_metadata_bytes=r.int("TMWS_MAX_METADATA_BYTES", DEFAULT_MAX_METADATA_BYTES),
+                max_task_result_bytes=r.int(
+                    "TMWS_MAX_TASK_RESULT_BYTES", DEFAULT_MAX_TASK_RESULT_BYTES
+                ),
             ),
             cache=CacheSettings(
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
@@ -132,7 +200,25 @@ class Settings:
                 default_ttl_s=r.float("TMWS_CACHE_TTL_S", 300.0),
                 skip_invalidation_publish=r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False),
             ),
+            security=SecuritySettings(
+                allowed_origins=r.list("TMWS_ALLOWED_ORIGINS"),
+                allowed_hosts=r.list("TMWS_ALLOWED_HOSTS"),
+                admin_agents=r.list("TMWS_ADMIN_AGENTS") if "TMWS_ADMIN_AGENTS" in env else None,
+            ),
         )
+
+
+def _auth_secret(raw: str) -> str | None:
+    """The secret, refused when too short to protect HS256 tokens."""
+    if not raw:
+        return None
+    size = len(raw.encode("utf-8"))
+    if size < MIN_AUTH_SECRET_BYTES:
+        raise ConfigError(
+            f"TMWS_AUTH_SECRET is {size} bytes; use at least {MIN_AUTH_SECRET_BYTES} "
+            "(e.g. the output of `openssl rand -hex 32`)"
+        )
+    return raw
 
 
 class _Reader:
@@ -178,6 +264,10 @@ class _Reader:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+    def list(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list; blanks dropped."""
+        return tuple(item.strip() for item in self._env.get(name, "").split(",") if item.strip())
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.str(name, default) or default

@@ -2,10 +2,13 @@
 
     TMWSError (-32603 unless overridden)
     ├── ProtocolError
-    │   ├── ParseError            -32700  body is not JSON
+    │   ├── ParseError            -32700  body is not JSON (RFC 8259: no NaN/Infinity, finite numbers)
+    │   │   └── NestingTooDeep    -32700  arrays/objects nested deeper than the limit
     │   ├── InvalidRequest        -32600  JSON but not a JSON-RPC 2.0 request
+    │   │   └── BatchTooLong      -32600  more requests in one batch than the limit
     │   ├── MethodNotFound        -32601  unknown method or tool
     │   └── InvalidParams         -32602  params fail validation (names the field)
+    │       └── InvalidText       -32602  NUL, lone surrogate or non-finite number (names the field)
     ├── InternalError             -32603  a bug: never leaks a traceback to the wire
     ├── ExecutionTimeout          -32001  work exceeded its time budget and was cancelled
     ├── DependencyUnavailable     -32002  a backing service is down (breaker open or refused)
@@ -15,10 +18,14 @@
     │   ├── RateLimited           -32003  per-connection token bucket empty
     │   ├── PoolExhausted         -32003  no database connection within the wait budget
     │   ├── FrameTooLarge         -32003  frame bigger than the configured limit
-    │   └── ConnectionLimit       -32003  too many sockets for one agent
+    │   ├── ReplyTooLarge         -32003  reply bigger than the configured limit (paging hints)
+    │   ├── ConnectionLimit       -32003  too many sockets for one agent, or for the server
+    │   └── Busy                  -32003  too many requests in flight (HTTP)
     ├── Unauthorized              -32004  missing or bad token
     ├── NotFound                  -32005  a task, memory or agent that does not exist
     ├── Forbidden                 -32006  a row in another agent's namespace
+    │   ├── AdminRequired         -32006  an operation reserved to admin agents
+    │   └── OriginRefused         -32006  a foreign Origin or Host header (HTTP 403)
     └── ToolFailed                -32010  a tool ran and failed (workflow step, pattern)
 
 The JSON-RPC dispatcher is the one place these become error objects on the wire.
@@ -58,9 +65,17 @@ class ParseError(ProtocolError):
     reason = "parse_error"
 
 
+class NestingTooDeep(ParseError):
+    reason = "nesting_too_deep"
+
+
 class InvalidRequest(ProtocolError):
     code = -32600
     reason = "invalid_request"
+
+
+class BatchTooLong(InvalidRequest):
+    reason = "batch_too_long"
 
 
 class MethodNotFound(ProtocolError):
@@ -72,9 +87,15 @@ class InvalidParams(ProtocolError):
     code = -32602
     reason = "invalid_params"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message, {"field": field} if field else None)
+    def __init__(
+        self, message: str, field: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, {**({"field": field} if field else {}), **(data or {})})
         self.field = field
+
+
+class InvalidText(InvalidParams):
+    reason = "invalid_text"
 
 
 class InternalError(TMWSError):
@@ -117,8 +138,16 @@ class FrameTooLarge(LimitExceeded):
     reason = "frame_too_large"
 
 
+class ReplyTooLarge(LimitExceeded):
+    reason = "reply_too_large"
+
+
 class ConnectionLimit(LimitExceeded):
     reason = "connection_limit"
+
+
+class Busy(LimitExceeded):
+    reason = "busy"
 
 
 class Unauthorized(TMWSError):
@@ -136,6 +165,14 @@ class Forbidden(TMWSError):
     reason = "forbidden"
 
 
+class AdminRequired(Forbidden):
+    reason = "admin_required"
+
+
+class OriginRefused(Forbidden):
+    reason = "origin_not_allowed"
+
+
 class ToolFailed(TMWSError):
     code = -32010
     reason = "tool_failed"
@@ -145,9 +182,9 @@ class ToolFailed(TMWSError):
 SERVER_ERROR_CODES: dict[int, str] = {
     ExecutionTimeout.code: "execution timed out and was cancelled",
     DependencyUnavailable.code: "database or cache unavailable",
-    LimitExceeded.code: "rate, pool, frame or connection limit exceeded",
+    LimitExceeded.code: "rate, pool, frame, batch, reply or connection limit exceeded",
     Unauthorized.code: "missing or invalid agent token",
     NotFound.code: "no such task, memory or agent",
-    Forbidden.code: "row belongs to another namespace",
+    Forbidden.code: "another agent's namespace, an admin-only operation or a foreign Origin",
     ToolFailed.code: "tool ran and failed",
 }

@@ -6,25 +6,53 @@ already-parsed objects) and send back whatever it returns; `None` means "send no
 
 Methods: the MCP ones (`service.mcp_methods`) plus every registered tool under its own name,
 whose params are the tool's arguments and whose result is the tool's dict.
+
+Limits (`JsonRpcLimits`): nesting depth (-32700), batch length (-32600) and reply size (-32003
+`reply_too_large`, with paging hints). Every reply is encodable: a reply that is not (a lone
+surrogate) is replaced by an error object for its id, so a batch never loses its valid replies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from service.errors import InternalError, InvalidRequest, MethodNotFound, ParseError, TMWSError
-from service.mcp_methods import McpMethods, Method, to_json_text
+from service import config
+from service.errors import (
+    BatchTooLong,
+    InternalError,
+    InvalidRequest,
+    InvalidText,
+    MethodNotFound,
+    ReplyTooLarge,
+    TMWSError,
+)
+from service.mcp_methods import McpMethods, Method
 from service.tools.registry import CallContext, ToolRegistry
+from service.wire import encode_checked, is_valid_unicode, to_json_text
+from service.wire import parse as parse_json
 
 log = logging.getLogger(__name__)
 
 JSONRPC_VERSION = "2.0"
 Id = str | int | None
 Reply = dict[str, Any] | list[dict[str, Any]]
+#: Fraction of the proportional page size to suggest, so the next reply fits with room to spare.
+_PAGE_SAFETY = 0.8
+
+
+@dataclass(frozen=True)
+class JsonRpcLimits:
+    max_json_depth: int = config.DEFAULT_MAX_JSON_DEPTH
+    max_batch: int = config.DEFAULT_MAX_BATCH
+    max_reply_bytes: int = config.DEFAULT_MAX_REPLY_BYTES
+
+    @classmethod
+    def from_settings(cls, limits: config.LimitSettings) -> JsonRpcLimits:
+        return cls(limits.max_json_depth, limits.max_batch, limits.max_reply_bytes)
 
 
 def error_response(request_id: Id, exc: TMWSError) -> dict[str, Any]:
@@ -37,23 +65,20 @@ def success_response(request_id: Id, result: Any) -> dict[str, Any]:
 
 
 def encode(reply: Reply) -> str:
-    """Wire text of a reply."""
+    """Wire text of a reply built by the server itself (welcome, refusals)."""
     return to_json_text(reply)
 
 
-def parse(raw: str | bytes) -> Any:
-    """Decode one frame; raise ParseError if it is not JSON (or not UTF-8)."""
-    try:
-        return json.loads(raw)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ParseError(f"parse error: {exc}") from None
+def parse(raw: str | bytes, max_depth: int = config.DEFAULT_MAX_JSON_DEPTH) -> Any:
+    """Decode one frame; raise ParseError if it is not strict JSON (or not UTF-8, or too deep)."""
+    return parse_json(raw, max_depth=max_depth)
 
 
 def _valid_id(value: object) -> bool:
     # JSON-RPC ids are strings, integers or null; booleans are ints to Python but not ids.
     return (
         value is None
-        or isinstance(value, str)
+        or (isinstance(value, str) and is_valid_unicode(value))
         or (isinstance(value, int) and not isinstance(value, bool))
     )
 
@@ -65,55 +90,177 @@ def _request_id(msg: Any) -> Id:
     return None
 
 
+def is_notification(msg: Any) -> bool:
+    """A well-formed-enough message without an id: nobody waits for its answer."""
+    return isinstance(msg, dict) and "id" not in msg
+
+
 class Dispatcher:
     """Routes JSON-RPC messages to MCP methods and tools, one call context per connection."""
 
-    def __init__(self, tools: ToolRegistry, server_info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tools: ToolRegistry,
+        server_info: dict[str, Any],
+        limits: JsonRpcLimits | None = None,
+    ) -> None:
         mcp = McpMethods(tools, server_info)
         self._tools = tools
+        self.limits = limits or JsonRpcLimits()
         self._requests: dict[str, Method] = mcp.requests()
         self._notifications: dict[str, Method] = mcp.notifications()
+
+    def parse(self, raw: str | bytes) -> Any:
+        """Decode one frame under this dispatcher's depth limit (ParseError otherwise)."""
+        return parse_json(raw, max_depth=self.limits.max_json_depth)
+
+    def check_batch(self, obj: Any) -> None:
+        """InvalidRequest for an empty batch, BatchTooLong past the limit; else nothing."""
+        if not isinstance(obj, list):
+            return
+        if not obj:
+            raise InvalidRequest("empty batch")
+        if len(obj) > self.limits.max_batch:
+            raise BatchTooLong(
+                f"batch of {len(obj)} requests exceeds the limit of {self.limits.max_batch}; "
+                "split it",
+                {"size": len(obj), "limit": self.limits.max_batch},
+            )
 
     async def handle_text(self, raw: str | bytes, ctx: CallContext) -> str | None:
         """Handle one frame of text; return the reply text or None."""
         try:
-            obj = parse(raw)
-        except ParseError as exc:
+            obj = self.parse(raw)
+            self.check_batch(obj)
+        except TMWSError as exc:
             return encode(error_response(None, exc))
-        reply = await self.handle_message(obj, ctx)
-        return None if reply is None else encode(reply)
+        if isinstance(obj, list):
+            replies = await asyncio.gather(*(self.handle_one(m, ctx) for m in obj))
+            return self.encode_batch(list(zip(obj, replies, strict=True)))
+        reply = await self.handle_one(obj, ctx)
+        return None if reply is None else self.encode_reply(obj, reply)[0]
 
     async def handle_message(self, obj: Any, ctx: CallContext) -> Reply | None:
-        """Handle a parsed request, notification or batch."""
+        """Handle a parsed request, notification or batch (objects, no size bound)."""
         if isinstance(obj, list):
-            if not obj:
-                return error_response(None, InvalidRequest("empty batch"))
-            replies = await asyncio.gather(*(self._handle_one(m, ctx) for m in obj))
+            try:
+                self.check_batch(obj)
+            except TMWSError as exc:
+                return error_response(None, exc)
+            replies = await asyncio.gather(*(self.handle_one(m, ctx) for m in obj))
             answered = [r for r in replies if r is not None]
             return answered or None
-        return await self._handle_one(obj, ctx)
+        return await self.handle_one(obj, ctx)
 
     def reject(self, obj: Any, exc: TMWSError) -> Reply | None:
         """Answer every request in `obj` with `exc` without running it (e.g. rate limited)."""
         if isinstance(obj, list):
             if not obj:
                 return error_response(None, exc)
-            answered = [r for r in (self._reject_one(m, exc) for m in obj) if r is not None]
+            answered = [r for r in (self.reject_one(m, exc) for m in obj) if r is not None]
             return answered or None
-        return self._reject_one(obj, exc)
+        return self.reject_one(obj, exc)
 
     @staticmethod
-    def _reject_one(msg: Any, exc: TMWSError) -> dict[str, Any] | None:
-        if isinstance(msg, dict) and "id" not in msg:
-            return None  # a notification: nobody is waiting for an answer
+    def reject_one(msg: Any, exc: TMWSError) -> dict[str, Any] | None:
+        """The refusal of one message, or None for a notification."""
+        if is_notification(msg):
+            return None  # nobody is waiting for an answer
         return error_response(_request_id(msg), exc)
 
-    async def _handle_one(self, msg: Any, ctx: CallContext) -> dict[str, Any] | None:
+    # ---------------------------------------------------------------- encoding with limits
+
+    def encode_reply(
+        self, request: Any, reply: dict[str, Any], budget: int | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(wire text, reply actually sent): an unencodable or oversized reply becomes an error."""
+        allowed = self.limits.max_reply_bytes if budget is None else budget
         try:
-            method, params, is_notification = self._check(msg)
+            text, size = encode_checked(reply)
+        except UnicodeEncodeError:
+            rid = reply.get("id")
+            safe_id = rid if _valid_id(rid) else None
+            replacement = error_response(
+                safe_id,
+                InvalidText(
+                    "the reply contains text that is not valid Unicode (a lone surrogate); "
+                    "send surrogates only as pairs",
+                    field="params",
+                ),
+            )
+            return to_json_text(replacement), replacement
+        if size <= allowed or "error" in reply:
+            return text, reply
+        too_large = self._too_large(request, reply.get("result"), size, allowed)
+        replacement = error_response(reply.get("id"), too_large)
+        return to_json_text(replacement), replacement
+
+    def encode_batch(self, items: list[tuple[Any, dict[str, Any] | None]]) -> str | None:
+        """One batch reply within the size limit; replies past it become reply_too_large errors."""
+        budget = self.limits.max_reply_bytes
+        parts: list[str] = []
+        for request, reply in items:
+            if reply is None:
+                continue
+            text, _ = self.encode_reply(request, reply, max(budget, 0))
+            budget -= len(text.encode("utf-8"))
+            parts.append(text)
+        return "[" + ",".join(parts) + "]" if parts else None
+
+    def _too_large(self, request: Any, result: Any, size: int, allowed: int) -> ReplyTooLarge:
+        limit = self.limits.max_reply_bytes
+        data: dict[str, Any] = {"size": size, "limit": limit}
+        if allowed < limit:
+            data["batch_remaining"] = allowed
+            hint = "the batch's replies together exceed the limit: send fewer requests per batch"
+        else:
+            hint = "ask for less"
+        tool, arguments = _tool_and_arguments(request)
+        page = self._page_hint(tool, arguments, _item_count(result), size, allowed)
+        if page:
+            data.update(page)
+            hint = page["hint"]
+        data["hint"] = hint
+        return ReplyTooLarge(
+            f"reply of {size} bytes exceeds the {allowed}-byte limit: {hint}", data
+        )
+
+    def _page_hint(
+        self,
+        tool: str | None,
+        arguments: dict[str, Any],
+        items: int | None,
+        size: int,
+        allowed: int,
+    ) -> dict[str, Any] | None:
+        """For list tools (a `limit` argument): a limit whose reply should fit."""
+        if tool is None or tool not in self._tools:
+            return None
+        fields = self._tools.get(tool).args_model.model_fields
+        if "limit" not in fields:
+            return None
+        current = arguments.get("limit", fields["limit"].default)
+        if not isinstance(current, int) or current < 1:
+            return None
+        # Scale what actually came back (fewer rows than the limit may exist), not the limit.
+        returned = min(current, items) if items else current
+        suggested = max(1, int(returned * allowed / size * _PAGE_SAFETY))
+        paging = " and page with offset" if "offset" in fields else ""
+        return {
+            "tool": tool,
+            "suggested_limit": suggested,
+            "hint": f"call {tool} with limit={suggested}{paging}",
+        }
+
+    # ---------------------------------------------------------------- one message
+
+    async def handle_one(self, msg: Any, ctx: CallContext) -> dict[str, Any] | None:
+        """The reply to one message (None for a notification); never raises."""
+        try:
+            method, params, notification = self._check(msg)
         except InvalidRequest as exc:
             return error_response(_request_id(msg), exc)
-        if is_notification:
+        if notification:
             await self._notify(method, params, ctx)
             return None
         request_id: Id = msg["id"]
@@ -140,7 +287,11 @@ class Dispatcher:
         if not isinstance(method, str):
             raise InvalidRequest('"method" must be a string')
         if "id" in msg and not _valid_id(msg["id"]):
-            raise InvalidRequest('"id" must be a string, an integer or null')
+            raise InvalidRequest(
+                '"id" must be a string of valid Unicode (no lone surrogates), an integer or null'
+            )
+        if not is_valid_unicode(method):
+            raise InvalidRequest('"method" is not valid Unicode (it holds a lone surrogate)')
         params = msg.get("params")
         if params is not None and not isinstance(params, dict | list):
             raise InvalidRequest('"params" must be an object or an array')
@@ -166,5 +317,29 @@ class Dispatcher:
                 log.debug("ignoring unknown notification %r", method)
         except TMWSError as exc:
             log.info("notification %r failed: %s", method, exc.message)
-        except Exception:  # boundary, as in _handle_one
+        except Exception:  # boundary, as in handle_one
             log.exception("internal error in notification %r", method)
+
+
+def _item_count(result: Any) -> int | None:
+    """The `count` a list tool's result reports (directly or inside a tools/call result)."""
+    if isinstance(result, dict) and isinstance(result.get("structuredContent"), dict):
+        result = result["structuredContent"]
+    count = result.get("count") if isinstance(result, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _tool_and_arguments(request: Any) -> tuple[str | None, dict[str, Any]]:
+    """Which tool a request ran (directly or via tools/call) and with which arguments."""
+    if not isinstance(request, dict):
+        return None, {}
+    method, params = request.get("method"), request.get("params")
+    if not isinstance(params, dict):
+        params = {}
+    if method == "tools/call":
+        arguments = params.get("arguments")
+        name = params.get("name")
+        return (name if isinstance(name, str) else None), (
+            arguments if isinstance(arguments, dict) else {}
+        )
+    return (method if isinstance(method, str) else None), params

@@ -2,18 +2,19 @@
 
 Each method takes `(params, ctx)` and returns a JSON-able result or raises a `TMWSError`;
 `service.jsonrpc.Dispatcher` turns raised errors into JSON-RPC error objects. The one
-exception is `tools/call`, where MCP wants a tool's own failure reported as a result with
-`isError: true` so the caller (often a model) can read it.
+exception is `tools/call`, where MCP wants a tool's own failure, and since 2025-11-25 (SEP-1303)
+also a failed validation of its arguments, reported as a result with `isError: true` so the
+caller (often a model) can read it and correct itself. An unknown tool stays -32602.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service.errors import InvalidParams, TMWSError
 from service.tools.registry import CallContext, ToolRegistry
+from service.wire import to_json_text
 
 #: Handshake-era MCP versions this server speaks, newest first.
 SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = (
@@ -32,11 +33,6 @@ def negotiate_version(requested: object) -> str:
     if isinstance(requested, str) and requested in SUPPORTED_PROTOCOL_VERSIONS:
         return requested
     return LATEST_PROTOCOL_VERSION
-
-
-def to_json_text(value: Any) -> str:
-    """Compact JSON; dates, UUIDs and the like become strings rather than failing."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def tool_result(result: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +109,7 @@ class McpMethods:
         return {"tools": self._tools.describe()}
 
     async def tools_call(self, params: Any, ctx: CallContext) -> dict[str, Any]:
-        """Run one tool; protocol faults raise, the tool's own TMWSError becomes isError."""
+        """Run one tool; protocol faults raise, bad arguments and tool errors become isError."""
         p = _object_params("tools/call", params)
         name = p.get("name")
         if not isinstance(name, str) or not name:
@@ -123,8 +119,8 @@ class McpMethods:
         arguments = p.get("arguments")
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidParams("tools/call 'arguments' must be an object", field="arguments")
-        args = self._tools.validate(name, arguments)
         try:
+            args = self._tools.validate(name, arguments)
             result = await self._tools.get(name).handler(ctx, args)
         except TMWSError as exc:
             return tool_error_result(exc)

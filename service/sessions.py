@@ -1,7 +1,8 @@
-"""Per-connection sessions, the per-agent connection limit and a token-bucket rate limiter.
+"""Sessions, connection limits (per agent and for the server) and token-bucket rate limiters.
 
 Pure bookkeeping with no I/O: transports open a `Session` when a socket is accepted and close it
-when the socket ends; the registry refuses an agent's connection beyond its limit.
+when the socket ends; the registry refuses a connection beyond the agent's or the server's limit,
+and holds one token bucket per agent that every transport (each socket, `/mcp`) draws from.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import ConnectionLimit, InvalidParams
+from service.errors import ConnectionLimit, InvalidParams, RateLimited
 
-#: Agent ids become namespaces and log fields: keep them short and free of separators that matter.
-AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+#: Agent ids become namespaces and log fields. No ':' at all: namespaces with a prefix
+#: (`team:<name>`) are shared ones, and an agent called `team:x` would own that team's rows.
+AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+AGENT_ID_RULE = "1-128 of A-Z a-z 0-9 _ . @ -, starting with a letter or digit"
 
 
 def check_agent_id(agent_id: str | None) -> str:
@@ -26,9 +29,7 @@ def check_agent_id(agent_id: str | None) -> str:
         raise InvalidParams("agent_id is required", field="agent_id")
     if not AGENT_ID_PATTERN.match(agent_id):
         raise InvalidParams(
-            f"agent_id {agent_id[:40]!r} is invalid (1-128 of A-Z a-z 0-9 _ . : @ -, "
-            "starting with a letter or digit)",
-            field="agent_id",
+            f"agent_id {agent_id[:40]!r} is invalid ({AGENT_ID_RULE})", field="agent_id"
         )
     return agent_id
 
@@ -52,21 +53,50 @@ class Session:
 
 
 class SessionRegistry:
-    """Open sessions by agent, enforcing at most `max_per_agent` at once."""
+    """Open sessions by agent (at most `max_per_agent` each, `max_total` in all) and the
+    per-agent rate limiter."""
 
-    def __init__(self, max_per_agent: int) -> None:
+    def __init__(
+        self,
+        max_per_agent: int,
+        *,
+        max_total: int | None = None,
+        agent_rate_per_s: float = 0.0,
+        agent_rate_burst: int = 1,
+    ) -> None:
         if max_per_agent < 1:
             raise ValueError(f"max_per_agent must be >= 1, got {max_per_agent}")
+        if max_total is not None and max_total < 1:
+            raise ValueError(f"max_total must be >= 1, got {max_total}")
         self.max_per_agent = max_per_agent
+        self.max_total = max_total
         self._sessions: dict[str, Session] = {}
         self._per_agent: Counter[str] = Counter()
         self.refused = 0
+        self.rates = AgentRateLimiter(agent_rate_per_s, max(1, agent_rate_burst))
         #: Called with (agent_id, open sessions of that agent) after every open and close.
         self.listeners: list[Callable[[str, int], None]] = []
 
+    @classmethod
+    def from_limits(cls, limits: Any) -> SessionRegistry:
+        """The registry a server with `limits` (a `LimitSettings`) runs with."""
+        return cls(
+            limits.max_connections_per_agent,
+            max_total=limits.max_connections,
+            agent_rate_per_s=limits.agent_rate_per_s,
+            agent_rate_burst=limits.agent_rate_burst,
+        )
+
     def open(self, agent_id: str) -> Session:
-        """Register a new session, or raise ConnectionLimit if the agent is at its limit."""
+        """Register a new session, or raise ConnectionLimit if the agent or server is full."""
         # Single-threaded asyncio: check and increment happen without an await between them.
+        if self.max_total is not None and len(self._sessions) >= self.max_total:
+            self.refused += 1
+            raise ConnectionLimit(
+                f"server already has {len(self._sessions)} open connections "
+                f"(limit {self.max_total})",
+                {"scope": "server", "limit": self.max_total},
+            )
         if self._per_agent[agent_id] >= self.max_per_agent:
             self.refused += 1
             raise ConnectionLimit(
@@ -110,7 +140,9 @@ class SessionRegistry:
             "open": len(self._sessions),
             "agents": len(self._per_agent),
             "max_per_agent": self.max_per_agent,
+            "max_total": self.max_total,
             "refused": self.refused,
+            "rate_limited_agent": self.rates.refused,
         }
 
 
@@ -131,6 +163,11 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = clock()
 
+    @property
+    def last_refill(self) -> float:
+        """Clock reading of the last take (the bucket refills from there)."""
+        return self._last
+
     def try_take(self, n: int = 1) -> bool:
         """Take `n` tokens if available; never blocks."""
         if self.rate == 0:
@@ -148,3 +185,50 @@ class TokenBucket:
         if self.rate == 0 or self._tokens >= n:
             return 0.0
         return (n - self._tokens) / self.rate
+
+
+class AgentRateLimiter:
+    """One token bucket per agent id, shared by every socket and HTTP request of that agent.
+
+    Buckets of agents that have been quiet long enough to be full again carry no information and
+    are dropped, so the map stays as large as the set of recently active agents.
+    """
+
+    #: Look for droppable buckets once the map has grown by this many since the last sweep.
+    _SWEEP_EVERY = 1024
+
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._sweep_at = self._SWEEP_EVERY
+        self.refused = 0
+
+    def take(self, agent_id: str, n: int = 1) -> RateLimited | None:
+        """Charge `n` requests to the agent; the refusal (not raised) if its bucket is empty."""
+        if self.rate == 0:
+            return None
+        bucket = self._buckets.get(agent_id)
+        if bucket is None:
+            if len(self._buckets) >= self._sweep_at:
+                self._sweep()
+            bucket = self._buckets[agent_id] = TokenBucket(self.rate, self.burst, clock=self._clock)
+        if bucket.try_take(n):
+            return None
+        self.refused += 1
+        return RateLimited(
+            f"agent {agent_id!r} exceeded its rate limit of {self.rate:g} requests/s "
+            f"(burst {self.burst}) across all its connections",
+            {"scope": "agent", "retry_after_s": round(bucket.retry_after_s(n), 4)},
+        )
+
+    def _sweep(self) -> None:
+        full_after = self.burst / self.rate
+        now = self._clock()
+        for agent_id, bucket in list(self._buckets.items()):
+            if now - bucket.last_refill >= full_after:
+                del self._buckets[agent_id]
+        self._sweep_at = len(self._buckets) + self._SWEEP_EVERY

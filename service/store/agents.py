@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from service.store.data_errors import maps_data_errors
 from service.store.db import Database
 
 PERSONAS = ("athena", "artemis", "hestia", "eris", "hera", "muses")
@@ -29,6 +30,7 @@ class AgentStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @maps_data_errors("persona", "agent_id", "namespace")
     async def set_persona(self, agent_id: str, namespace: str, persona: str) -> str | None:
         """Record `persona` for the agent (creating its row); returns the previous persona."""
         async with self._db.acquire() as conn:

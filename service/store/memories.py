@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from service.store.data_errors import maps_data_errors
 from service.store.db import Database
 
 #: Candidates the HNSW graph walk keeps; above every `limit` the tools allow (1..100).
@@ -76,6 +77,7 @@ class MemoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @maps_data_errors("content", "tags", "metadata", "namespace", "agent_id")
     async def store(
         self,
         namespace: str,
@@ -108,6 +110,7 @@ class MemoryStore:
             "created_at": row["created_at"].isoformat(),
         }
 
+    @maps_data_errors("tags", "namespace")
     async def recall(
         self,
         namespace: str,

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from service.errors import NotFound, ToolFailed
+from service.store.data_errors import maps_data_errors
 from service.store.db import Database
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
@@ -56,6 +57,7 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @maps_data_errors("title", "description", "namespace", "agent_id")
     async def create(
         self,
         namespace: str,
@@ -116,6 +118,7 @@ class TaskStore:
         async with self._db.acquire() as conn:
             return await conn.fetchval("SELECT count(*) FROM tasks WHERE namespace = $1", namespace)
 
+    @maps_data_errors("changes", "expected_version", unwrap=("changes",))
     async def update(
         self,
         namespace: str,

@@ -6,7 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
+from service.cache import GLOBAL_NAMESPACE
 from service.errors import CacheUnavailable
+from service.namespaces import is_team, resolve_namespace
+from service.tools.permissions import require_admin
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
 
 MAX_NAMESPACE_CHARS = 200
@@ -33,11 +36,10 @@ class CacheStatsArgs(ToolArgs):
 
 async def invalidate_cache(ctx: CallContext, args: InvalidateCacheArgs) -> dict[str, Any]:
     """Bump the namespace generation; with Redis down, flush this instance's L1 and say degraded."""
+    namespace = _target(ctx, args.namespace)  # rights first: a refusal must not depend on Redis
     cache = ctx.services.cache
     if cache is None:
         raise CacheUnavailable("cache unavailable: this server runs without a cache")
-    namespace = args.namespace or ctx.namespace
-    # Any namespace may be invalidated: it only costs misses, never correctness.
     generation = await cache.bump_generation_or_flush_local(namespace, args.reason)
     return {
         "namespace": namespace,
@@ -45,6 +47,23 @@ async def invalidate_cache(ctx: CallContext, args: InvalidateCacheArgs) -> dict[
         "degraded": generation is None,
         "instance_id": ctx.instance_id,
     }
+
+
+def _target(ctx: CallContext, requested: str | None) -> str:
+    """Own and member team namespaces for everyone; "*" and other agents' only for admins.
+
+    Invalidation never breaks correctness, but dropping everyone's answers at will is a cheap
+    way to load the database for every other agent.
+    """
+    if requested is None or requested == ctx.namespace:
+        return ctx.namespace
+    if requested == GLOBAL_NAMESPACE:
+        require_admin(ctx, 'invalidate_cache("*")')
+        return requested
+    if is_team(requested):
+        return resolve_namespace(ctx, requested)
+    require_admin(ctx, "invalidate_cache of another agent's namespace")
+    return requested
 
 
 async def get_cache_stats(ctx: CallContext, args: CacheStatsArgs) -> dict[str, Any]:

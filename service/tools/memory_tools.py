@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from service.config import DEFAULT_MAX_METADATA_BYTES
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
+from service.tools.arguments import check_json_size, settings_limit
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import bump_version, database, seen_version
 
@@ -37,7 +39,8 @@ class StoreMemoryArgs(ToolArgs):
         description="Visible to every namespace's recall when true; private otherwise.",
     )
     metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Free-form JSON kept with the memory."
+        default_factory=dict,
+        description="Free-form JSON kept with the memory (at most TMWS_MAX_METADATA_BYTES encoded).",
     )
     namespace: str | None = Field(
         default=None,
@@ -71,6 +74,8 @@ class RecallMemoryArgs(ToolArgs):
 
 async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any]:
     """Embed and insert one memory into the caller's namespace."""
+    limit = settings_limit(ctx.services, "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
+    check_json_size(args.metadata, limit, "metadata")
     namespace = resolve_namespace(ctx, args.namespace)
     embedding = await ctx.services.embedder.embed(args.content)
     row = await MemoryStore(database(ctx)).store(

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from service.errors import CacheUnavailable, InternalError, ToolFailed
 from service.patterns.registry import PatternConfigError
+from service.tools.permissions import require_admin
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
 
 SLOW_TOOL_MAX_S = 30.0
@@ -25,7 +26,7 @@ class ExecutePatternArgs(ToolArgs):
     query: str = Field(min_length=1, max_length=4000)
     execution_mode: Literal["fast", "balanced", "thorough"] = "balanced"
     use_cache: bool = True
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, max_length=200)
 
 
 class ReloadPatternsArgs(ToolArgs):
@@ -33,7 +34,7 @@ class ReloadPatternsArgs(ToolArgs):
 
 
 class PatternStatsArgs(ToolArgs):
-    pattern_name: str | None = None
+    pattern_name: str | None = Field(default=None, max_length=200)
 
 
 class NoArgs(ToolArgs):
@@ -49,7 +50,7 @@ class SlowToolArgs(ToolArgs):
 
 
 class FailToolArgs(ToolArgs):
-    reason: str = "deliberate failure"
+    reason: str = Field(default="deliberate failure", max_length=500)
 
 
 def _engine(ctx: CallContext) -> Any:
@@ -72,6 +73,7 @@ async def execute_pattern(ctx: CallContext, args: ExecutePatternArgs) -> dict[st
 
 async def reload_patterns(ctx: CallContext, args: ReloadPatternsArgs) -> dict[str, Any]:
     """Re-read the catalogue, bump the registry version and invalidate every cached answer."""
+    require_admin(ctx, "reload_patterns")
     engine = _engine(ctx)
     try:
         version = await engine.reload()
@@ -110,8 +112,7 @@ async def system_status(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
         "instance": ctx.instance_id,
         "uptime_s": round(time.time() - services.started_at, 1),
         "database": "configured" if db is not None else "absent",
-        "redis": "configured" if getattr(services, "redis", None) is not None else "absent",
-        "cache": "enabled" if getattr(services, "cache", None) is not None else "disabled",
+        **_redis_status(getattr(services, "cache", None)),
         "tools": len(services.tools.names()),
         "patterns": len(engine.registry) if engine is not None else 0,
         "registry_version": engine.registry.version if engine is not None else None,
@@ -122,6 +123,18 @@ async def system_status(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
     return status
 
 
+def _redis_status(cache: Any) -> dict[str, Any]:
+    """Redis as the cache sees it (the cache owns the connections): ok, degraded or absent."""
+    if cache is None:
+        return {"redis": "absent", "cache": "disabled"}
+    stats = cache.stats()
+    return {
+        "redis": "degraded" if stats.get("degraded") else "ok",
+        "redis_state": stats.get("redis_state"),
+        "cache": "enabled",
+    }
+
+
 async def list_tools(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
     """Names of every tool this server exposes."""
     names = ctx.services.tools.names()
@@ -129,12 +142,15 @@ async def list_tools(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
 
 
 async def execute_tool(ctx: CallContext, args: ExecuteToolArgs) -> dict[str, Any]:
-    """The plan's "execute tool test": a cheap round trip through the tool layer."""
+    """The plan's "execute tool test": a cheap round trip through the tool layer.
+
+    Nothing about the caller in the answer: the execute_tool pattern caches it globally, and a
+    cached copy would hand the first caller's identity to everyone.
+    """
     return {
         "tool": "execute_tool",
         "status": "ok",
         "probe": args.probe,
-        "agent": ctx.agent_id,
         "instance": ctx.instance_id,
         "server_time": datetime.now(UTC).isoformat(timespec="seconds"),
     }

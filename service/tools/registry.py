@@ -1,7 +1,8 @@
 """Tool registry: named async handlers with pydantic-validated arguments and JSON Schemas.
 
 Transport-free: both the WebSocket JSON-RPC endpoint and the Streamable HTTP MCP endpoint call
-`ToolRegistry.call`. Argument validation failures become `InvalidParams` naming the field.
+`ToolRegistry.call`. Argument validation failures become `InvalidParams` naming the field;
+NUL characters, lone surrogates and non-finite numbers are refused before any model sees them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.errors import InvalidParams, MethodNotFound
+from service.tools.arguments import check_values
 
 
 class ToolArgs(BaseModel):
@@ -104,6 +106,7 @@ class ToolRegistry:
                 f"params for {name!r} must be an object, got {type(arguments).__name__}",
                 field="params",
             )
+        check_values(arguments)
         try:
             return spec.args_model.model_validate(arguments)
         except ValidationError as exc:

@@ -6,32 +6,52 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from service.config import DEFAULT_MAX_TASK_RESULT_BYTES
 from service.errors import InvalidParams
 from service.store.tasks import TaskStore
+from service.tools.arguments import check_json_size, settings_limit
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import bump_version, database, seen_version
 
 Status = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
 Priority = Literal["low", "medium", "high", "critical"]
 TaskId = Field(min_length=1, max_length=64, description="Id returned by create_task.")
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 5_000
+#: The `version` column is a PostgreSQL integer.
+MAX_VERSION = 2**31 - 1
 
 
 class CreateTaskArgs(ToolArgs):
-    title: str = Field(min_length=1, max_length=200, description="Short name of the task.")
-    description: str = Field(default="", max_length=5_000, description="What needs doing.")
+    title: str = Field(
+        min_length=1, max_length=MAX_TITLE_CHARS, description="Short name of the task."
+    )
+    description: str = Field(
+        default="", max_length=MAX_DESCRIPTION_CHARS, description="What needs doing."
+    )
     priority: Priority = Field(default="medium", description="low, medium, high or critical.")
     status: Status = Field(default="pending", description="Initial status.")
 
 
 class UpdateTaskArgs(ToolArgs):
     task_id: str = TaskId
-    title: str | None = Field(default=None, min_length=1, max_length=200, description="New title.")
-    description: str | None = Field(default=None, max_length=5_000, description="New description.")
+    title: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TITLE_CHARS, description="New title."
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_CHARS, description="New description."
+    )
     status: Status | None = Field(default=None, description="New status.")
     priority: Priority | None = Field(default=None, description="New priority.")
-    result: dict[str, Any] | None = Field(default=None, description="JSON result to attach.")
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON result to attach (at most TMWS_MAX_TASK_RESULT_BYTES encoded).",
+    )
     expected_version: int | None = Field(
-        default=None, ge=1, description="Only update if the task is still at this version."
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Only update if the task is still at this version.",
     )
 
 
@@ -60,6 +80,9 @@ async def update_task(ctx: CallContext, args: UpdateTaskArgs) -> dict[str, Any]:
     )
     if not changes:
         raise InvalidParams("update_task needs at least one field to change", field="params")
+    if args.result is not None:
+        limit = settings_limit(ctx.services, "max_task_result_bytes", DEFAULT_MAX_TASK_RESULT_BYTES)
+        check_json_size(args.result, limit, "result")
     task = await TaskStore(database(ctx)).update(
         ctx.namespace, args.task_id, changes, expected_version=args.expected_version
     )

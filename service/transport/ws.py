@@ -1,9 +1,11 @@
 """WebSocket transport: `/ws/mcp?agent_id=…` frames in, JSON-RPC replies out.
 
-This module only turns frames into messages and enforces connection-level limits (identity,
-connections per agent, frame size, request rate, idleness); everything about JSON-RPC lives
-in `service.jsonrpc`. Requests on one socket run concurrently, so replies may come back out of
-order: ids match them up.
+This module only turns frames into messages and enforces connection-level limits (Origin and
+Host, identity, connections per agent and per server, frame size, request rate per connection and
+per agent, requests in flight, idleness); everything about JSON-RPC lives in `service.jsonrpc`.
+Requests on one socket run concurrently, so replies may come back out of order: ids match them
+up. Each request of a batch is charged to the rate limits and holds an in-flight slot like a
+single request; the batch is answered in one frame once all of them are done.
 """
 
 from __future__ import annotations
@@ -11,32 +13,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from service import __version__
-from service.auth import AgentClaims, bearer_token, verify_claims
+from service.auth import AgentClaims, bearer_token, is_admin, redact, verify_claims
 from service.config import Settings
 from service.errors import (
     ConnectionLimit,
     FrameTooLarge,
-    ParseError,
+    InvalidText,
     RateLimited,
     TMWSError,
     Unauthorized,
 )
-from service.jsonrpc import Dispatcher, encode, error_response, parse
+from service.jsonrpc import Dispatcher, JsonRpcLimits, encode, error_response
 from service.services import Services
 from service.sessions import Session, TokenBucket, check_agent_id
 from service.tools.registry import CallContext
+from service.transport.security import check_request
 
 log = logging.getLogger(__name__)
+#: One line per connection attempt saying what really happened (uvicorn's own "[accepted]" line
+#: is dropped by the log filter: it would also show for sockets accepted only to be refused).
+access_log = logging.getLogger("tmws.access")
 
 WS_PATH = "/ws/mcp"
-#: Requests one socket may have running at once; beyond it the reader stops reading (backpressure).
-MAX_IN_FLIGHT_PER_CONNECTION = 64
 #: uvicorn drops frames above max_frame_bytes * this factor with close 1009 before they reach the
 #: app; frames between the two limits are answered with a -32003 frame_too_large error instead.
 PROTOCOL_MAX_SIZE_FACTOR = 4
@@ -89,36 +95,68 @@ class WsConnection:
         self.ws = websocket
         self.services = services
         self.limits = services.settings.limits
-        self.dispatcher = Dispatcher(services.tools, server_info())
+        self.dispatcher = Dispatcher(
+            services.tools, server_info(), JsonRpcLimits.from_settings(self.limits)
+        )
         self._send_lock = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests running at once; beyond it the reader stops reading (backpressure).
+        self._in_flight = asyncio.Semaphore(self.limits.max_in_flight)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._bucket = TokenBucket(self.limits.rate_per_s, max(1, self.limits.rate_burst))
 
     async def run(self) -> None:
-        """Accept, admit or refuse, then serve until either side closes."""
+        """Check Origin/Host, admit or refuse, then serve until either side closes."""
+        refusal = check_request(self.ws.headers, self.services.settings)
+        if refusal is not None:
+            # Before accept: a browser page of a foreign origin never gets a socket (HTTP 403).
+            self._log_access(f"refused (403 {refusal.reason}: {refusal.message})")
+            await self._deny(refusal)
+            return
         # Accept first, then refuse with a close code + reason: clients can read those, while a
-        # refusal before accept is only an HTTP 403 without a reason.
+        # refusal before accept is only an HTTP status.
         await self.ws.accept()
         try:
             claims = self._identify()
         except Unauthorized as exc:
-            await self._close(CLOSE_POLICY_VIOLATION, f"unauthorized: {exc.message}")
+            await self._refuse(CLOSE_POLICY_VIOLATION, f"unauthorized: {exc.message}")
             return
         except TMWSError as exc:
-            await self._close(CLOSE_POLICY_VIOLATION, exc.message)
+            await self._refuse(CLOSE_POLICY_VIOLATION, exc.message)
             return
         try:
             session = self.services.sessions.open(claims.agent_id)
         except ConnectionLimit as exc:
-            await self._close(CLOSE_TRY_AGAIN_LATER, exc.message)
+            await self._refuse(CLOSE_TRY_AGAIN_LATER, exc.message)
             return
-        if self.services.settings.auth_enabled:
+        settings = self.services.settings
+        if settings.auth_enabled:
             session.extra["teams"] = list(claims.teams)
+        session.extra["admin"] = is_admin(settings, claims.agent_id, claimed=claims.admin)
+        self._log_access(f"accepted agent={claims.agent_id} session={session.session_id}")
         try:
             await self._serve(session)
         finally:
             self.services.sessions.close(session)
+
+    def _log_access(self, outcome: str) -> None:
+        client = self.ws.client
+        where = f"{client.host}:{client.port}" if client else "-"
+        query = self.ws.scope.get("query_string", b"").decode("latin-1")
+        path = redact(f"{self.ws.scope.get('path', WS_PATH)}{'?' + query if query else ''}")
+        access_log.info('%s - "WebSocket %s" %s', where, path, outcome)
+
+    async def _deny(self, exc: TMWSError) -> None:
+        """Refuse the handshake with HTTP 403 (and a JSON-RPC error body where supported)."""
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, OSError):
+            if "websocket.http.response" in self.ws.scope.get("extensions", {}):
+                body = error_response(None, exc)
+                await self.ws.send_denial_response(JSONResponse(body, status_code=403))
+            else:
+                await self.ws.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        self._log_access(f"refused (close {code}: {reason})")
+        await self._close(code, reason)
 
     def _identify(self) -> AgentClaims:
         """The connecting agent, checked against its token when auth is on.
@@ -192,9 +230,9 @@ class WsConnection:
                 # A long request is still running: the connection is busy, not idle.
 
     async def _accept_frame(self, raw: str | bytes, ctx: CallContext) -> None:
-        """Check limits, then hand the frame to a request task (or answer the refusal)."""
+        """Check limits, then hand the frame's requests to tasks (or answer the refusal)."""
         limit = self.limits.max_frame_bytes
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:
             exc = FrameTooLarge(
                 f"frame of {size} bytes exceeds the limit of {limit} bytes",
@@ -203,36 +241,77 @@ class WsConnection:
             await self._send(encode(error_response(None, exc)))
             return
         try:
-            obj = parse(raw)
-        except ParseError as exc:
+            obj = self.dispatcher.parse(raw)
+            self.dispatcher.check_batch(obj)
+        except TMWSError as exc:  # -32700 (not JSON, too deep) or -32600 (empty or long batch)
             await self._send(encode(error_response(None, exc)))
             return
-        if not self._bucket.try_take():
-            exc = RateLimited(
-                f"rate limit of {self.limits.rate_per_s:g} requests/s "
-                f"(burst {self.limits.rate_burst}) exceeded",
-                {"retry_after_s": round(self._bucket.retry_after_s(), 4)},
-            )
-            reply = self.dispatcher.reject(obj, exc)
+        if isinstance(obj, list):
+            await self._start_batch(obj, ctx)
+            return
+        refusal = self._charge(ctx.agent_id)
+        if refusal is not None:
+            reply = self.dispatcher.reject_one(obj, refusal)
             if reply is not None:
                 await self._send(encode(reply))
             return
         await self._in_flight.acquire()
-        task = asyncio.create_task(self._process(obj, ctx))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._spawn(self._single(obj, ctx), holds_slot=True)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    async def _start_batch(self, batch: list[Any], ctx: CallContext) -> None:
+        """Charge and start each request of a batch; one task answers the whole batch."""
+        pending: list[asyncio.Task[Any] | dict[str, Any] | None] = []
+        for msg in batch:
+            refusal = self._charge(ctx.agent_id)
+            if refusal is not None:
+                pending.append(self.dispatcher.reject_one(msg, refusal))
+                continue
+            await self._in_flight.acquire()
+            pending.append(self._spawn(self.dispatcher.handle_one(msg, ctx), holds_slot=True))
+        self._spawn(self._answer_batch(batch, pending, ctx), holds_slot=False)
+
+    def _charge(self, agent_id: str) -> RateLimited | None:
+        """One request against this socket's bucket, then the agent's (all its sockets, /mcp)."""
+        if not self._bucket.try_take():
+            return RateLimited(
+                f"rate limit of {self.limits.rate_per_s:g} requests/s "
+                f"(burst {self.limits.rate_burst}) exceeded",
+                {"scope": "connection", "retry_after_s": round(self._bucket.retry_after_s(), 4)},
+            )
+        sessions = self.services.sessions
+        return sessions.rates.take(agent_id) if sessions is not None else None
+
+    def _spawn(self, work: Awaitable[Any], *, holds_slot: bool) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done if holds_slot else self._tasks.discard)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         self._in_flight.release()
 
-    async def _process(self, obj: Any, ctx: CallContext) -> None:
+    async def _single(self, obj: Any, ctx: CallContext) -> None:
         try:
-            reply = await self.dispatcher.handle_message(obj, ctx)
+            reply = await self.dispatcher.handle_one(obj, ctx)
             if reply is not None:
-                await self._send(encode(reply))
+                await self._send(self.dispatcher.encode_reply(obj, reply)[0])
         except Exception:  # top-level handler of the task: the dispatcher should never raise
             log.exception("request task failed on session %s", ctx.session_id)
+
+    async def _answer_batch(
+        self,
+        batch: list[Any],
+        pending: list[asyncio.Task[Any] | dict[str, Any] | None],
+        ctx: CallContext,
+    ) -> None:
+        try:
+            replies = [await p if isinstance(p, asyncio.Task) else p for p in pending]
+            text = self.dispatcher.encode_batch(list(zip(batch, replies, strict=True)))
+            if text is not None:
+                await self._send(text)
+        except Exception:  # top-level handler of the task, as in _single
+            log.exception("batch task failed on session %s", ctx.session_id)
 
     async def _send(self, text: str) -> bool:
         """Send one frame; False if the client has gone."""
@@ -242,6 +321,12 @@ class WsConnection:
                 return True
             except (WebSocketDisconnect, WebSocketDisconnected, OSError):
                 return False
+            except UnicodeEncodeError:
+                # Replies are checked before they get here; this is the last line of defence.
+                log.error("unencodable frame not sent: %s", text[:200].encode("utf-8", "replace"))
+                error = InvalidText("the reply could not be encoded as UTF-8", field="params")
+                await self.ws.send_text(encode(error_response(None, error)))
+                return True
 
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:

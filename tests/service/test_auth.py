@@ -60,3 +60,29 @@ def test_bearer_header_parsing() -> None:
     assert bearer_token("Basic abc") is None
     assert bearer_token("Bearer ") is None
     assert bearer_token(None) is None
+
+
+def test_admin_claim_and_policy() -> None:
+    from dataclasses import replace
+
+    from service.auth import admin_policy, is_admin, verify_claims
+    from service.config import SecuritySettings, Settings
+
+    assert verify_claims(SECRET, issue_token(SECRET, "boss", admin=True), "boss").admin is True
+    assert verify_claims(SECRET, issue_token(SECRET, "minion"), "minion").admin is False
+    odd = jwt.encode(
+        {"sub": "x", "iat": 1, "exp": 2**40, "admin": "yes"}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthorized, match="'admin'"):
+        verify_claims(SECRET, odd, "x")
+
+    open_server = Settings()
+    assert is_admin(open_server, "anyone")  # open, no list: everyone, and /health says so
+    assert "everyone" in admin_policy(open_server)
+    listed = replace(open_server, security=SecuritySettings(admin_agents=("ops",)))
+    assert is_admin(listed, "ops") and not is_admin(listed, "anyone")
+    assert not is_admin(listed, "anyone", claimed=True)  # no verified claims on an open server
+    authed = replace(open_server, auth_secret=SECRET)
+    assert not is_admin(authed, "anyone") and is_admin(authed, "anyone", claimed=True)
+    both = replace(authed, security=SecuritySettings(admin_agents=("ops",)))
+    assert is_admin(both, "ops") and admin_policy(both).startswith("tokens with the admin claim or")

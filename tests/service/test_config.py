@@ -21,7 +21,7 @@ def test_values_are_read_and_typed() -> None:
         {
             "TMWS_PORT": "9001",
             "TMWS_CACHE_MODE": "eventual",
-            "TMWS_AUTH_SECRET": "s3cret",
+            "TMWS_AUTH_SECRET": "a-secret-of-at-least-thirty-two-bytes",
             "TMWS_VECTOR_INDEX": "ivfflat",
             "TMWS_CACHE_SKIP_INVALIDATION_PUBLISH": "true",
         }
@@ -46,3 +46,35 @@ def test_values_are_read_and_typed() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+def test_short_auth_secret_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"TMWS_AUTH_SECRET": "abc"})
+    assert str(info.value) == (
+        "TMWS_AUTH_SECRET is 3 bytes; use at least 32 (e.g. the output of `openssl rand -hex 32`)"
+    )
+    assert Settings.from_env({"TMWS_AUTH_SECRET": "x" * 32}).auth_enabled
+
+
+def test_limit_and_security_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "TMWS_MAX_BATCH": "7",
+            "TMWS_MAX_REPLY_BYTES": "65536",
+            "TMWS_MAX_JSON_DEPTH": "16",
+            "TMWS_MAX_CONNECTIONS": "9",
+            "TMWS_AGENT_RATE_PER_S": "5",
+            "TMWS_ALLOWED_ORIGINS": "https://app.example, http://localhost:*",
+            "TMWS_ADMIN_AGENTS": "ops-1,ops-2",
+        }
+    )
+    limits = settings.limits
+    assert (limits.max_batch, limits.max_reply_bytes, limits.max_json_depth) == (7, 65536, 16)
+    assert (limits.max_connections, limits.agent_rate_per_s) == (9, 5.0)
+    assert settings.security.allowed_origins == ("https://app.example", "http://localhost:*")
+    assert settings.security.admin_agents == ("ops-1", "ops-2")
+    assert Settings.from_env({}).security.admin_agents is None  # unset differs from empty
+    assert Settings.from_env({"TMWS_ADMIN_AGENTS": ""}).security.admin_agents == ()
+    with pytest.raises(ConfigError, match="TMWS_MAX_BATCH"):
+        Settings.from_env({"TMWS_MAX_BATCH": "0"})

@@ -277,7 +277,6 @@ async def test_tools_call_protocol_errors(dispatcher: Dispatcher, ctx: CallConte
         ({"name": "nope", "arguments": {}}, -32602, "name"),
         ({"arguments": {}}, -32602, "name"),
         ({"name": "add", "arguments": [1]}, -32602, "arguments"),
-        ({"name": "add", "arguments": {"a": 1}}, -32602, "b"),
     ]
     for params, code, field in cases:
         reply = await dispatcher.handle_message(req("tools/call", params), ctx)
@@ -291,6 +290,25 @@ async def test_tools_call_protocol_errors(dispatcher: Dispatcher, ctx: CallConte
     assert reply["error"]["code"] == -32603
 
 
+async def test_tools_call_bad_arguments_are_a_tool_error_sep_1303(
+    dispatcher: Dispatcher, ctx: CallContext
+) -> None:
+    # MCP 2025-11-25: a model reads isError results and can correct its arguments.
+    for arguments, field in (({"a": 1}, "b"), ({"a": 1, "b": "two"}, "b"), ({"a": "\x00"}, "a")):
+        reply = await dispatcher.handle_message(
+            req("tools/call", {"name": "add", "arguments": arguments}), ctx
+        )
+        assert isinstance(reply, dict) and "error" not in reply, arguments
+        result = reply["result"]
+        assert result["isError"] is True
+        error = result["structuredContent"]["error"]
+        assert (error["code"], error["data"]["field"]) == (-32602, field)
+    # The same arguments as a direct JSON-RPC method stay a protocol error.
+    reply = await dispatcher.handle_message(req("add", {"a": 1}), ctx)
+    assert isinstance(reply, dict)
+    assert (reply["error"]["code"], reply["error"]["data"]["field"]) == (-32602, "b")
+
+
 async def test_reject_answers_every_request_in_a_batch(dispatcher: Dispatcher) -> None:
     from service.errors import RateLimited
 
@@ -302,3 +320,50 @@ async def test_reject_answers_every_request_in_a_batch(dispatcher: Dispatcher) -
         (7, "rate_limited"),
     ]
     assert dispatcher.reject({"jsonrpc": "2.0", "method": "ping"}, RateLimited("x")) is None
+
+
+async def test_batch_length_is_bounded(ctx: CallContext) -> None:
+    from service.jsonrpc import JsonRpcLimits
+
+    dispatcher = Dispatcher(_tools(), SERVER_INFO, JsonRpcLimits(max_batch=3))
+    reply = json.loads(
+        await dispatcher.handle_text(json.dumps([req("ping", id=i) for i in range(4)]), ctx) or ""
+    )
+    assert (reply["id"], reply["error"]["code"], reply["error"]["data"]["reason"]) == (
+        None,
+        -32600,
+        "batch_too_long",
+    )
+    reply = json.loads(
+        await dispatcher.handle_text(json.dumps([req("ping", id=i) for i in range(3)]), ctx) or ""
+    )
+    assert [r["id"] for r in reply] == [0, 1, 2]
+
+
+async def test_reply_size_is_bounded_per_reply_and_per_batch(ctx: CallContext) -> None:
+    from service.jsonrpc import JsonRpcLimits
+
+    tools = ToolRegistry()
+
+    class PageArgs(ToolArgs):
+        limit: int = 10
+
+    @tools.tool("page", "rows", PageArgs)
+    async def page(ctx: CallContext, args: PageArgs) -> dict[str, Any]:
+        rows = ["r" * 1000] * args.limit
+        return {"rows": rows, "count": len(rows)}
+
+    dispatcher = Dispatcher(tools, SERVER_INFO, JsonRpcLimits(max_reply_bytes=8192))
+    text = await dispatcher.handle_text(json.dumps(req("page", {"limit": 20})), ctx)
+    error = json.loads(text or "")["error"]
+    assert (error["code"], error["data"]["reason"]) == (-32003, "reply_too_large")
+    suggested = error["data"]["suggested_limit"]
+    assert 1 <= suggested < 8
+    ok = json.loads(
+        await dispatcher.handle_text(json.dumps(req("page", {"limit": suggested})), ctx) or ""
+    )
+    assert ok["result"]["count"] == suggested
+    batch = [req("page", {"limit": 3}, id=i) for i in range(4)]  # ~3 KB each, 8 KB in all
+    replies = json.loads(await dispatcher.handle_text(json.dumps(batch), ctx) or "")
+    assert ["result" in r for r in replies] == [True, True, False, False]
+    assert replies[2]["error"]["data"]["batch_remaining"] < 8192

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.errors import ConnectionLimit, InvalidParams
-from service.sessions import SessionRegistry, TokenBucket, check_agent_id
+from service.sessions import AgentRateLimiter, SessionRegistry, TokenBucket, check_agent_id
 
 
 def test_limit_per_agent_and_close() -> None:
@@ -23,7 +23,14 @@ def test_limit_per_agent_and_close() -> None:
     registry.close(sessions[0])  # twice is harmless
     assert registry.count("a") == 2
     registry.open("a")
-    assert registry.stats() == {"open": 4, "agents": 2, "max_per_agent": 3, "refused": 1}
+    assert registry.stats() == {
+        "open": 4,
+        "agents": 2,
+        "max_per_agent": 3,
+        "max_total": None,
+        "refused": 1,
+        "rate_limited_agent": 0,
+    }
     assert seen[:3] == [("a", 1), ("a", 2), ("a", 3)]
     assert ("a", 2) in seen[3:]
 
@@ -33,9 +40,40 @@ def test_registry_rejects_nonsense_limit() -> None:
         SessionRegistry(0)
 
 
+def test_server_wide_connection_cap() -> None:
+    registry = SessionRegistry(max_per_agent=5, max_total=3)
+    for agent in ("a", "b", "c"):
+        registry.open(agent)
+    with pytest.raises(ConnectionLimit) as info:
+        registry.open("d")
+    assert info.value.data == {"scope": "server", "limit": 3}
+    assert "server already has 3 open connections" in info.value.message
+    registry.close(registry.sessions()[0])
+    registry.open("d")  # a freed slot is usable again
+
+
+def test_agent_rate_limit_is_shared_and_bounded_in_memory() -> None:
+    clock = FakeClock()
+    limiter = AgentRateLimiter(10, 2, clock=clock)
+    assert limiter.take("a") is None and limiter.take("a") is None
+    refused = limiter.take("a")
+    assert refused is not None and refused.data["scope"] == "agent"
+    assert refused.data["retry_after_s"] == pytest.approx(0.1)
+    assert limiter.take("b") is None  # another agent has its own bucket
+    clock.now += 0.2
+    assert limiter.take("a") is None
+    # Idle agents' buckets are swept once the map has grown: memory follows active agents only.
+    for i in range(AgentRateLimiter._SWEEP_EVERY + 10):
+        clock.now += 1.0
+        limiter.take(f"agent-{i}")
+    assert len(limiter._buckets) < 20
+    assert SessionRegistry(1).rates.take("x") is None  # rate 0: off
+
+
 def test_agent_id_validation() -> None:
-    assert check_agent_id("agent-1.x@host:2") == "agent-1.x@host:2"
-    for bad in (None, "", "-starts-with-dash", "has space", "x" * 129, "a/b"):
+    assert check_agent_id("agent-1.x@host") == "agent-1.x@host"
+    # No ':' at all: "team:alpha" would own the team namespace as its private one.
+    for bad in (None, "", "-starts-with-dash", "has space", "x" * 129, "a/b", "team:alpha", "a:b"):
         with pytest.raises(InvalidParams) as info:
             check_agent_id(bad)
         assert info.value.field == "agent_id"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from service.app import create_app, start_in_background, stop_background
-from service.config import LimitSettings, Settings
+from service.config import LimitSettings, SecuritySettings, Settings
 from service.embedding import Embedder
 from service.errors import DatabaseUnavailable, ExecutionTimeout, NotFound, ToolFailed
 from service.services import Services
@@ -97,10 +97,17 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Start servers with given settings overrides; every one is stopped at teardown."""
     running: list[tuple[object, asyncio.Task[None]]] = []
 
-    async def start(*, auth_secret: str | None = None, **limits: object) -> RunningServer:
+    async def start(
+        *,
+        auth_secret: str | None = None,
+        security: SecuritySettings | None = None,
+        **limits: object,
+    ) -> RunningServer:
         services = make_services(**limits)
         if auth_secret:
             services.settings = replace(services.settings, auth_secret=auth_secret)
+        if security is not None:
+            services.settings = replace(services.settings, security=security)
         app = create_app(services.settings, services=services)
         server, task, port = await start_in_background(app)
         running.append((server, task))

@@ -74,10 +74,14 @@ async def test_official_sdk_client_lists_and_calls_tools(
         assert failed.is_error is True
         assert failed.structured_content["error"]["code"] == -32005
 
+        # SEP-1303: bad arguments are a tool error the model can read, not a protocol error.
+        typo = await client.call_tool("echo", {"txt": "typo"})
+        assert typo.is_error is True
+        error = typo.structured_content["error"]
+        assert (error["code"], error["data"]["field"]) == (-32602, "text")
         with pytest.raises(MCPError) as info:
-            await client.call_tool("echo", {"txt": "typo"})
-        assert info.value.code == -32602
-        assert "text" in info.value.message
+            await client.call_tool("no_such_tool", {})
+        assert info.value.code == -32602  # an unknown tool stays a protocol error
 
 
 async def test_sdk_agent_header_sets_the_namespace(start_server: StartServer) -> None:
