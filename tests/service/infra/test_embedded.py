@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import redis.asyncio as aioredis
 
@@ -37,8 +39,8 @@ def test_restart_keeps_port_and_data(private_infra: EmbeddedInfra) -> None:
     assert private_infra.status()["postgres"] == "running"
 
 
-def test_stop_leaves_no_server_processes(tmp_path) -> None:
-    embedded = EmbeddedInfra.start(tmp_path / "infra")
+def test_stop_leaves_no_server_processes(infra_dir: Path) -> None:
+    embedded = EmbeddedInfra.start(infra_dir / "infra")
     pids = embedded.postgres.pids() + embedded.redis.pids()
     assert len(pids) == 2
     embedded.destroy()
@@ -50,9 +52,9 @@ def test_stop_leaves_no_server_processes(tmp_path) -> None:
     assert alive == []
 
 
-def test_starts_from_a_deep_folder_like_a_ray_job_working_dir(tmp_path) -> None:
+def test_starts_from_a_deep_folder_like_a_ray_job_working_dir(infra_dir: Path) -> None:
     """Unix socket paths are capped at 107 bytes; the servers listen on TCP only."""
-    deep = tmp_path / ("runtime_resources_" * 4) / ("working_dir_files_" * 3) / ".tmws"
+    deep = infra_dir / ("runtime_resources_" * 4) / ("working_dir_files_" * 3) / ".tmws"
     assert len(str(deep / "postgres" / ".s.PGSQL.65535")) > 107
     embedded = EmbeddedInfra.start(deep)
     try:
