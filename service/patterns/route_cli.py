@@ -25,8 +25,8 @@ from typing import Any, TextIO
 from service.config import Settings
 from service.embedding import Embedder
 from service.patterns import route_eval
-from service.patterns.registry import PatternRegistry
-from service.patterns.route_model import DEFAULT_MODEL_PATH, RouteModel
+from service.patterns.registry import PatternConfigError, PatternRegistry
+from service.patterns.route_model import DEFAULT_MODEL_PATH, RouteModel, RouteModelError
 from service.patterns.router import DEFAULT_THRESHOLD, MODES, HybridRouter
 
 ROUTES: tuple[str, ...] = ("infrastructure", "memory", "hybrid", "llm")
@@ -65,8 +65,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code (2 with one line for a bad model or file)."""
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except (RouteModelError, PatternConfigError, OSError) as exc:
+        sys.stderr.write(f"tmws route: {exc}\n")
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     patterns = args.patterns or Settings.from_env().patterns_path
     if args.jsonl is None:
         return _eval_heldout(args, patterns)
