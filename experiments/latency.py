@@ -6,6 +6,9 @@ one after another, so after the first pass the cache answers (cache enabled, as 
 The agent runs on the driver with the swarms' own `SimAgent`, so its rows are exactly swarm rows;
 its memories are seeded first so memory and hybrid patterns return data. Reported besides the
 plan's targets: the server's share (`server_time_ms`) against transport overhead, per route.
+Routing cost (plan: pattern matching < 10 ms p95): after the load, every held-out router query
+(configs/eval/router_heldout.jsonl, each new to the server, so no cached embedding helps) is
+sent once and the server's own `route_ms` (regex, MiniLM embedding, learned decision) is judged.
 
     python experiments/latency.py --scale ci --out /tmp/latency
 """
@@ -20,13 +23,17 @@ import argparse
 import asyncio
 from typing import Any
 
-from analysis import criteria, metrics
+import numpy as np
+
+from analysis import checks, criteria, metrics
 from analysis.checks import Criterion
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
 from experiments.support.driver import DriverAgents, DriverLog
 from experiments.support.rows import latency_breakdown, latency_by, where
 from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
+from service.client import WsClient
+from service.patterns import route_eval
 
 SECTION = "5.1"
 REQUESTS = 100
@@ -45,6 +52,10 @@ QUERIES: tuple[str, ...] = (
     "show cache statistics",
 )
 TARGETS_MS = {"avg": 150.0, "p50": 100.0, "p95": 250.0, "p99": 400.0}
+#: Plan 5.1: pattern matching (routing) under 10 ms at p95, embedding included.
+ROUTE_P95_MS = 10.0
+#: Fewer route_ms samples than this is too little evidence for a p95 (the criterion skips).
+ROUTE_MIN_SAMPLES = 100
 
 
 class LatencyExperiment(Experiment):
@@ -66,6 +77,7 @@ class LatencyExperiment(Experiment):
         log = DriverLog(run.run_id, self.scenario)
         try:
             walls = asyncio.run(self._load(run, log, ids, args.requests))
+            route_ms = asyncio.run(self._routing_cost(run, log, f"{run.run_id}-route"))
         finally:
             for aid in ids:
                 asyncio.run(delete_seeded(run.infra.database_url, aid))
@@ -75,6 +87,7 @@ class LatencyExperiment(Experiment):
             "queries": list(QUERIES),
             "seeded_per_agent": seeds[0].rows if seeds else 0,
             "wall_s_per_agent": walls,
+            "route_ms": route_ms,
             DRIVER_BATCHES: log.batches(),
         }
 
@@ -87,6 +100,26 @@ class LatencyExperiment(Experiment):
                 *(agents.sequential("load", cycle, 10.0, agent=i) for i in range(len(ids)))
             )
         return [round(w, 3) for w in walls]
+
+    async def _routing_cost(self, run: ClusterRun, log: DriverLog, agent: str) -> list[float]:
+        """Each held-out query once, sequentially, on one instance: the server's `route_ms`."""
+        session = await WsClient.connect(run.instance_infos[0].ws_url, agent)
+        samples: list[float] = []
+        try:
+            for row in route_eval.heldout_rows():
+                call = await log.call(
+                    session,
+                    "execute_pattern",
+                    {"query": row["query"]},
+                    phase="routing_cost",
+                    key=row["query"],
+                )
+                value = call.result.get("route_ms") if isinstance(call.result, dict) else None
+                if isinstance(value, int | float):
+                    samples.append(float(value))
+        finally:
+            await session.close()
+        return samples
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
         rows = where(result.table, phase="load")
@@ -103,9 +136,13 @@ class LatencyExperiment(Experiment):
                     rows, p, TARGETS_MS[f"p{p}"], section=SECTION, critical=timing
                 )
             )
+        route_ms = facts.get("route_ms") or []
+        judged.append(routing_cost_criterion(route_ms, critical=timing))
         return Outcome(
             judged,
             metrics={
+                "routing_p95_ms": _summary(route_ms).get("p95"),
+                "routing_ms": _summary(route_ms),
                 "breakdown": latency_breakdown(rows),
                 "latency_by_route": latency_by(rows, "route"),
                 "latency_by_cache_hit": latency_by(rows, "cache_hit"),
@@ -113,6 +150,30 @@ class LatencyExperiment(Experiment):
                 "targets_ms": TARGETS_MS,
             },
         )
+
+
+def routing_cost_criterion(route_ms: list[float], *, critical: bool) -> Criterion:
+    """p95 of the servers' `route_ms` below the plan's 10 ms; too few samples is a skip."""
+    p95 = float(np.percentile(route_ms, 95)) if len(route_ms) >= ROUTE_MIN_SAMPLES else None
+    return checks.at_most(
+        "routing_p95_ms",
+        p95,
+        ROUTE_P95_MS,
+        strict=True,
+        description=f"server-side route_ms of {len(route_ms)} distinct held-out queries "
+        f"(regex + MiniLM embedding + learned decision; >= {ROUTE_MIN_SAMPLES} needed)",
+        unit=" ms",
+        section=SECTION,
+        critical=critical,
+        metric="routing_p95_ms",
+    )
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    if not samples:
+        return {"n": 0}
+    p50, p95, p99 = (float(np.percentile(samples, q)) for q in (50, 95, 99))
+    return {"n": len(samples), "p50": p50, "p95": p95, "p99": p99, "max": max(samples)}
 
 
 EXPERIMENT = LatencyExperiment()

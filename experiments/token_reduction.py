@@ -36,6 +36,7 @@ from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
 from experiments.support.driver import DriverAgents, DriverLog
 from experiments.support.rows import where, where_in
 from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
+from service.patterns import route_eval
 
 SECTION = "5.3"
 EVAL_PATH = PROJECT_ROOT / "configs" / "eval" / "routing_eval.jsonl"
@@ -68,8 +69,10 @@ LOAD_PHASES = ("computed", "cached")
 
 
 def load_eval(path: Path = EVAL_PATH) -> list[dict[str, str]]:
-    """The labelled routing set: query, route (label) and split of each line."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The labelled routing set: query, route (label) and split of each line, plus the router's
+    held-out families (split "heldout", gated by `router_accuracy_heldout_families`)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows + route_eval.heldout_rows()
 
 
 def mix_queries() -> list[str]:
@@ -90,6 +93,34 @@ def routing_accuracy(rows: pa.Table, labels: dict[str, str]) -> dict[str, Any]:
         "accuracy": sum(hits) / len(hits) if hits else None,
         "confusion": confusion,
     }
+
+
+def router_heldout_criteria(heldout: dict[str, Any]) -> list[Criterion]:
+    """Issue 13: the router on families never trained or tuned on, executed by the servers.
+
+    `heldout` is `route_eval.score_heldout(...)`: a query without an answer counts as wrong.
+    """
+    worst, worst_rate = route_eval.worst_route(heldout)
+    return [
+        checks.at_least(
+            "router_accuracy_heldout_families",
+            None if heldout["accuracy"] is None else 100.0 * heldout["accuracy"],
+            100.0 * route_eval.TARGET_ACCURACY,
+            description=f"{heldout['answered']}/{heldout['n']} held-out-family queries "
+            "answered by the servers; route equals label",
+            unit="%",
+            section=SECTION,
+            metric="router_accuracy_heldout_families",
+        ),
+        checks.at_least(
+            "router_worst_route_heldout_families",
+            None if worst_rate is None else 100.0 * worst_rate,
+            100.0 * route_eval.TARGET_PER_ROUTE,
+            description=f"the same, the worst route ({worst})",
+            unit="%",
+            section=SECTION,
+        ),
+    ]
 
 
 def cache_misses(rows: pa.Table) -> pa.Table:
@@ -217,6 +248,10 @@ class TokenReduction(Experiment):
                 critical=False,
             ),
         ]
+        heldout = route_eval.score_heldout(
+            eval_rows.column("key").to_pylist(), eval_rows.column("route").to_pylist()
+        )
+        judged += router_heldout_criteria(heldout)
         table = per_type_table(load)
         print(format_table(table))
         return Outcome(
@@ -231,6 +266,7 @@ class TokenReduction(Experiment):
                 "router_accuracy": accuracy["accuracy"],
                 "router_confusion": accuracy["confusion"],
                 "router_accuracy_holdout": held["accuracy"],
+                "router_heldout_families": heldout,
                 "budget_rows": facts["per_type_budget_rows"],
             },
         )

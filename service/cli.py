@@ -98,7 +98,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 #: Sub-commands with their own argument parsers; everything after the name is theirs.
 PASS_THROUGH = {
-    "route": ("service.patterns.route_cli", "route queries: --jsonl FILE [--mode M] [--eval]"),
+    "route": (
+        "service.patterns.route_cli",
+        "route queries: --eval (held-out report) or --jsonl FILE [--mode M] [--eval]",
+    ),
     "tokens": (
         "service.patterns.tokens_cli",
         "token reduction of executed requests: --database-url URL | --jsonl FILE",

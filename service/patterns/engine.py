@@ -106,6 +106,7 @@ class PatternEngine:
             ctx = dataclasses.replace(ctx, namespace=namespace)
         started = time.perf_counter()
         decision = await self.router.route(query, execution_mode)
+        route_ms = (time.perf_counter() - started) * 1000.0  # routing alone, embedding included
         pattern = (
             None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
         )
@@ -134,6 +135,7 @@ class PatternEngine:
             "matched_by": decision.matched_by,
             "execution_mode": execution_mode,
             "execution_time_ms": round(elapsed, 3),
+            "route_ms": round(route_ms, 3),
             "tokens_used": outcome.tokens_used,
             "tokens_baseline": self.baseline_tokens,
             "cache_hit": outcome.cache_hit,
@@ -330,7 +332,7 @@ async def build_pattern_engine(
     *,
     llm: LLMBackend | None = None,
     enable_test_patterns: bool | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = DEFAULT_THRESHOLD,
 ) -> PatternEngine:
     """Load the catalogue at `settings.patterns_path`, embed its exemplars, pick the LLM backend."""
     include_test = (

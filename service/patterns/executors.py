@@ -1,15 +1,20 @@
 """Run a routed pattern: infrastructure (one tool), memory (recall/store), hybrid (both).
 
 Executors call registered tools through the ToolRegistry with the caller's context, so
-namespace rules, validation and cache invalidation of those tools apply unchanged. Errors
-are our own (`TMWSError`); the engine decides between the LLM fallback and the client.
+namespace rules, validation and cache invalidation of those tools apply unchanged. Two more
+actions exist only as pattern executors (`BUILTINS`): `invoke_tool`, which runs the tool a query
+names or answers honestly that no tool does what was asked, and `service_metrics`, the live
+figures of this instance. Errors are our own (`TMWSError`); the engine decides between the LLM
+fallback and the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import string
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from service.errors import DependencyUnavailable, ExecutionTimeout, TMWSError, ToolFailed
@@ -18,6 +23,47 @@ from service.tools.registry import CallContext
 
 RECALL_TOOL = "recall_memory"
 STORE_TOOL = "store_memory"
+#: Tools `invoke_tool` runs on a query's say-so: read-only, and callable without arguments.
+INVOCABLE_TOOLS = frozenset(
+    {
+        "system_status",
+        "list_tools",
+        "server_time",
+        "get_agent_info",
+        "get_cache_stats",
+        "get_pattern_stats",
+        "list_tasks",
+        "execute_tool",
+    }
+)
+#: Words people use for a tool instead of its registered name.
+TOOL_ALIASES: dict[str, str] = {
+    "test": "execute_tool",
+    "diagnostic": "execute_tool",
+    "probe": "execute_tool",
+    "status": "system_status",
+    "health": "system_status",
+    "healthcheck": "system_status",
+    "time": "server_time",
+    "clock": "server_time",
+    "tools": "list_tools",
+    "tasks": "list_tasks",
+    "task": "list_tasks",
+    "cache": "get_cache_stats",
+    "cache_stats": "get_cache_stats",
+    "pattern_stats": "get_pattern_stats",
+    "agent_info": "get_agent_info",
+    "whoami": "get_agent_info",
+}
+_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+_NAMED_TOOL = re.compile(r"\b([a-z][a-z0-9_-]*) tool\b")
+#: "tagged security", "with the tag #infra", "label: billing", "tag urgent"
+_TAG = re.compile(
+    r"(?:\btagged(?: with| as)?|\blabell?ed(?: as| with)?|\b(?:tag|label)s?)\b\s*[:=]?\s*['\"#]?"
+    r"(?P<tag>[a-z0-9][\w.-]{0,63})",
+    re.IGNORECASE,
+)
+_TAG_STOPWORDS = frozenset({"the", "a", "an", "with", "as", "of", "my", "our", "and", "or", "both"})
 
 
 async def run_pattern(
@@ -61,8 +107,100 @@ async def _call(call: ToolCall, values: Mapping[str, str], ctx: CallContext) -> 
         filled = _fill(value, values)
         if filled is not _MISSING:
             arguments[key] = filled
+    builtin = BUILTINS.get(call.tool)
+    if builtin is not None:
+        return {"tool": call.tool, "output": await builtin(ctx, arguments, values)}
     output = await ctx.services.tools.call(call.tool, arguments, ctx)
     return {"tool": call.tool, "output": output}
+
+
+async def invoke_tool(
+    ctx: CallContext, arguments: Mapping[str, Any], values: Mapping[str, str]
+) -> dict[str, Any]:
+    """Run the tool the query names; otherwise say plainly that nothing was run, and why.
+
+    `arguments.name` is the name a trigger captured (absent on a model match, in which case the
+    query itself is searched for a tool name). Only `INVOCABLE_TOOLS` run: the rest need
+    arguments or change state, which a sentence is not precise enough to supply.
+    """
+    registered = ctx.services.tools.names()
+    query = str(values.get("query", ""))
+    requested = str(arguments.get("name") or "").strip()
+    name = resolve_tool(requested, query, registered)
+    if name is not None and name in INVOCABLE_TOOLS:
+        output = await ctx.services.tools.call(name, {}, ctx)
+        return {"available": True, "tool": name, "output": output}
+    if name is not None:
+        return {
+            "available": False,
+            "tool": name,
+            "ran": False,
+            "reason": f"{name} needs arguments or changes state: call it directly (tools/call)",
+            "tools": registered,
+        }
+    return {
+        "available": False,
+        "requested": requested or query,
+        "ran": False,
+        "reason": "no tool on this server does that; nothing was run",
+        "tools": registered,
+    }
+
+
+def resolve_tool(requested: str, query: str, registered: list[str]) -> str | None:
+    """The registered tool `requested` (or, failing that, the query) refers to, if any."""
+    known = set(registered)
+    candidates = []
+    if requested:
+        key = re.sub(r"[\s-]+", "_", requested.lower()).removesuffix("_tool")
+        candidates += [key, TOOL_ALIASES.get(key, "")]
+    text = query.lower()
+    candidates += _IDENTIFIER.findall(text)
+    candidates += [TOOL_ALIASES.get(m, "") for m in _NAMED_TOOL.findall(text)]
+    for candidate in candidates:
+        if candidate in known:
+            return candidate
+    return None
+
+
+async def service_metrics(
+    ctx: CallContext, arguments: Mapping[str, Any], values: Mapping[str, str]
+) -> dict[str, Any]:
+    """Live figures of this instance: sessions, pool, queues, cache; absent parts are omitted."""
+    services = ctx.services
+    out: dict[str, Any] = {"instance": ctx.instance_id}
+    started = getattr(services, "started_at", None)
+    if started is not None:
+        out["uptime_s"] = round(time.time() - started, 1)
+    sessions = getattr(services, "sessions", None)
+    if sessions is not None:
+        out["sessions"] = sessions.stats()
+    db = getattr(services, "db", None)
+    if db is not None and hasattr(db, "pool_stats"):
+        pool = db.pool_stats()
+        keys = ("size", "idle", "in_use", "max", "waiting", "waiting_peak", "exhausted_total")
+        out["db_pool"] = {k: pool[k] for k in keys if k in pool}
+    cache = getattr(services, "cache", None)
+    if cache is not None and hasattr(cache, "stats"):
+        stats = cache.stats()
+        lookups = sum(int(stats.get(k, 0)) for k in ("hits_l1", "hits_l2", "misses"))
+        hits = int(stats.get("hits_l1", 0)) + int(stats.get("hits_l2", 0))
+        out["cache"] = {
+            "hit_rate": round(hits / lookups, 4) if lookups else None,
+            "lookups": lookups,
+            "l1_size": stats.get("l1_size"),
+            "redis_state": stats.get("redis_state"),
+            "degraded": stats.get("degraded"),
+        }
+    pending = getattr(getattr(services, "embedder", None), "_pending", None)
+    if pending is not None:
+        out["embed_queue"] = len(pending)
+    return out
+
+
+Builtin = Callable[[CallContext, Mapping[str, Any], Mapping[str, str]], Awaitable[dict[str, Any]]]
+#: Pattern actions that are not registered tools (a catalogue names them like tools).
+BUILTINS: dict[str, Builtin] = {"invoke_tool": invoke_tool, "service_metrics": service_metrics}
 
 
 async def _memory(op: MemoryOp, values: Mapping[str, str], ctx: CallContext) -> dict[str, Any]:
@@ -75,10 +213,44 @@ async def _memory(op: MemoryOp, values: Mapping[str, str], ctx: CallContext) -> 
     arguments = {"query": _fill_text(op.query, values), "limit": op.limit}
     if op.min_similarity:
         arguments["min_similarity"] = op.min_similarity
-    if op.tags:
-        arguments["tags"] = list(op.tags)
+    tags = _fill_tags(op.tags, values)
+    if tags:
+        arguments["tags"] = tags
     output = await ctx.services.tools.call(RECALL_TOOL, arguments, ctx)
     return {"action": "recall", "output": output}
+
+
+def _fill_tags(tags: tuple[str, ...], values: Mapping[str, str]) -> list[str]:
+    """Static tags as they are; `{tag}` from the trigger, else from the query's wording.
+
+    A model match captures no group, so "show my notes labelled billing" finds its tag here;
+    with no tag in the query at all the filter is dropped and recall ranks by meaning alone.
+    """
+    out = []
+    for tag in tags:
+        if "{" not in tag:
+            out.append(tag)
+            continue
+        names = {name for _, name, _, _ in string.Formatter().parse(tag) if name}
+        found = dict(values)
+        if "tag" in names and not found.get("tag"):
+            guess = extract_tag(str(values.get("query", "")))
+            if guess is None:
+                continue
+            found["tag"] = guess
+        if names - found.keys():
+            continue
+        out.append(tag.format_map(found))
+    return out
+
+
+def extract_tag(query: str) -> str | None:
+    """The tag a query names ("tagged security" -> "security"), if it names one."""
+    for match in _TAG.finditer(query):
+        tag = match.group("tag").strip(".-").lower()
+        if tag and tag not in _TAG_STOPWORDS:
+            return tag
+    return None
 
 
 def _fill_text(template: str, values: Mapping[str, str]) -> str:

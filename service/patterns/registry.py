@@ -73,7 +73,10 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class MemoryOp:
-    """A pgvector memory operation: recall top-k for `query`, or store `content`."""
+    """A pgvector memory operation: recall top-k for `query`, or store `content`.
+
+    `tags` filter a recall (or label a store); a tag may be a template such as "{tag}".
+    """
 
     action: Literal["recall", "store"]
     query: str = "{query}"
@@ -349,6 +352,9 @@ def _memory(raw: Any, where: str, groups: set[str]) -> MemoryOp:
             f"{where}.min_similarity", f"must be a number in [0, 1], got {min_similarity!r}"
         )
     tags = tuple(_str_list(spec.get("tags", []), f"{where}.tags"))
+    for i, tag in enumerate(tags):
+        # "{tag}" is always fillable: the executor finds it in the query when no group caught it.
+        _template(tag, f"{where}.tags[{i}]", groups | {"text", "tag"})
     return MemoryOp(
         action=action,
         query=query,

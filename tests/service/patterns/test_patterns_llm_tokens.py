@@ -199,3 +199,13 @@ def test_route_cli_prints_one_line_per_query(
     assert all({"query", "route", "pattern_name", "confidence"} <= r.keys() for r in good)
     summary = json.loads(err[err.index("{") :])
     assert summary["labelled"] == 3 and summary["accuracy"]["accuracy"] == 1.0
+
+
+def test_route_cli_bad_model_or_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert route_cli.main(["--eval", "--model", str(tmp_path / "absent.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "router model not found" in err
+    assert route_cli.main(["--jsonl", str(tmp_path / "absent.jsonl")]) == 2
+    assert "absent.jsonl" in capsys.readouterr().err

@@ -1,10 +1,8 @@
-"""The hybrid router on real MiniLM embeddings: accuracy on the labelled set, modes, demotion."""
+"""The hybrid router on real MiniLM embeddings: held-out accuracy, modes, demotion."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,12 +10,22 @@ import pytest
 
 from service.config import DEFAULT_PATTERNS_PATH
 from service.embedding import Embedder
+from service.patterns import route_eval
 from service.patterns.registry import PatternRegistry
+from service.patterns.route_model import EMBEDDING_DIM, ROUTES, LexicalConfig, RouteModel
 from service.patterns.router import HybridRouter
 from service.patterns.stats import PatternStats
 
-EVAL_PATH = Path(__file__).resolve().parents[3] / "configs" / "eval" / "routing_eval.jsonl"
-ROUTES = ("infrastructure", "memory", "hybrid", "llm")
+#: The examples issue 13 quotes as misses (kept out of every training file).
+ISSUE_EXAMPLES = {
+    "find memories about the deployment incident": "memory",
+    "search for memories mentioning circuit breaker": "memory",
+    "show stored memories tagged security": "memory",
+    "invoke the build tool": "infrastructure",
+    "show queue depth": "infrastructure",
+    "check redis connectivity": "infrastructure",
+    "review stored performance results and suggest an optimisation": "hybrid",
+}
 
 
 class CountingEmbedder:
@@ -37,11 +45,7 @@ class CountingEmbedder:
 
 @pytest.fixture(scope="module")
 def eval_rows() -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for line in EVAL_PATH.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    return route_eval.heldout_rows()
 
 
 @pytest.fixture
@@ -50,40 +54,50 @@ async def router(embedder: Embedder) -> HybridRouter:
     return await HybridRouter.build(registry, embedder, stats=PatternStats())
 
 
-def test_eval_set_is_large_and_balanced(eval_rows: list[dict[str, Any]]) -> None:
-    counts = {route: sum(1 for r in eval_rows if r["route"] == route) for route in ROUTES}
-    assert len(eval_rows) >= 100
-    assert all(n >= 25 for n in counts.values()), counts
-    holdout = [r for r in eval_rows if r["split"] == "holdout"]
-    assert 0.25 <= len(holdout) / len(eval_rows) <= 0.35
-    assert len({r["query"].casefold() for r in eval_rows}) == len(eval_rows)
-
-
-async def test_balanced_accuracy_above_80_percent(
+async def test_heldout_families_meet_the_bar(
     router: HybridRouter, eval_rows: list[dict[str, Any]]
 ) -> None:
-    results: dict[str, list[bool]] = {"dev": [], "holdout": []}
-    per_route: dict[str, list[bool]] = {route: [] for route in ROUTES}
-    misses = []
-    for row in eval_rows:
-        decision = await router.route(row["query"], "balanced")
-        ok = decision.route == row["route"]
-        results[row["split"]].append(ok)
-        per_route[row["route"]].append(ok)
-        if not ok:
-            misses.append((row["query"], row["route"], decision.route, decision.confidence))
-    overall = sum(results["dev"] + results["holdout"]) / len(eval_rows)
-    holdout = sum(results["holdout"]) / len(results["holdout"])
-    print(
-        f"\nrouting accuracy (balanced): all {overall:.3f}, dev {sum(results['dev']) / len(results['dev']):.3f}, "
-        f"held-out {holdout:.3f}"
+    """Issue 13's acceptance: >= 0.90 overall, >= 0.85 per route, on untouched families."""
+    predicted = [(await router.route(r["query"], "balanced")).route for r in eval_rows]
+    report = route_eval.evaluate(
+        [r["route"] for r in eval_rows], predicted, [r["family"] for r in eval_rows]
     )
-    print({route: round(sum(v) / len(v), 3) for route, v in per_route.items()})
-    for miss in misses:
-        print("  miss:", miss)
-    assert overall > 0.80
-    assert holdout > 0.80
-    assert all(sum(v) / len(v) > 0.6 for v in per_route.values())
+    print("\n" + route_eval.format_report(report, "held-out families (balanced)"))
+    assert route_eval.meets_target(report), route_eval.worst_route(report)
+
+
+async def test_a_model_that_learned_nothing_fails_the_bar(
+    embedder: Embedder, eval_rows: list[dict[str, Any]]
+) -> None:
+    """Negative control for the acceptance check: zero weights, bias towards the LLM."""
+    lexical = LexicalConfig(dim=16, weight=1.0)
+    blind = RouteModel(
+        classes=ROUTES,
+        weights=np.zeros((4, EMBEDDING_DIM + lexical.dim), dtype=np.float32),
+        bias=np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32),
+        scale=1.0,
+        thresholds=dict.fromkeys(ROUTES, 0.0),
+        lexical=lexical,
+    )
+    registry = PatternRegistry.load(DEFAULT_PATTERNS_PATH)
+    router = await HybridRouter.build(registry, embedder, model=blind)
+    rows = eval_rows[::4]
+    predicted = [(await router.route(r["query"], "balanced")).route for r in rows]
+    report = route_eval.evaluate([r["route"] for r in rows], predicted)
+    assert not route_eval.meets_target(report)
+
+
+async def test_issue_examples_route_to_patterns(router: HybridRouter) -> None:
+    for query, route in ISSUE_EXAMPLES.items():
+        decision = await router.route(query, "balanced")
+        assert decision.route == route, (query, decision)
+    tagged = await router.route("show stored memories tagged security", "balanced")
+    assert tagged.pattern_name == "recall_tagged" and tagged.groups == {"tag": "security"}
+    tool = await router.route("invoke the build tool", "balanced")
+    assert tool.pattern_name == "run_tool" and tool.groups == {"tool": "build"}
+    # An action no tool performs still goes to the tool pattern, which says so (not the LLM).
+    restart = await router.route("reboot the cron scheduler please", "balanced")
+    assert restart.pattern_name == "run_tool" and restart.matched_by == "model", restart
 
 
 async def test_fast_mode_never_embeds_and_only_routes_infrastructure(
@@ -100,7 +114,11 @@ async def test_fast_mode_never_embeds_and_only_routes_infrastructure(
     assert routes <= {"infrastructure", "llm"}
     assert (await router.route("execute tool test", "fast")).pattern_name == "execute_tool"
     assert (await router.route("what do I know about kafka", "fast")).route == "llm"
-    # Balanced mode on a query no trigger matches does embed.
+    # An exact form in balanced mode is decided without embedding.
+    assert (await router.route("system status", "balanced")).matched_by == "regex"
+    assert counting.queries == []
+    # Balanced mode on a query no trigger matches does embed, once per distinct text.
+    await router.route("are my background jobs finished yet", "balanced")
     await router.route("are my background jobs finished yet", "balanced")
     assert counting.queries == ["are my background jobs finished yet"]
 

@@ -239,3 +239,22 @@ async def test_team_namespace_patterns_act_on_the_team(
         reader,
     )
     assert shared["route"] == "memory" and note in str(shared["result"]), shared
+
+
+async def test_recall_by_tag_filters_on_the_named_tag(
+    embedder: Embedder, database: Any, make_services: Any, make_context: Any
+) -> None:
+    services = await make_services(embedder, db=database, extra_tools=_register_store_tools)
+    ctx = make_context(services)
+    notes = {
+        "invoice numbering restarts every January": ["billing"],
+        "refunds above 500 euros need a second approval": ["billing", "policy"],
+        "the staging cluster is rebuilt on Sundays": ["infra"],
+    }
+    for content, tags in notes.items():
+        await services.tools.call("store_memory", {"content": content, "tags": tags}, ctx)
+    args = {"query": "show my notes tagged billing", "use_cache": False}
+    result = await services.tools.call("execute_pattern", args, ctx)
+    assert (result["route"], result["pattern_name"]) == ("memory", "recall_tagged"), result
+    found = result["result"]["output"]["results"]
+    assert {r["content"] for r in found} == {c for c, t in notes.items() if "billing" in t}
