@@ -291,7 +291,7 @@ def up(config: HeadConfig) -> int:
         f"  dashboard  {config.dashboard_url}  (token auth on; RAY_AUTH_MODE=token for the CLI)\n"
         f"  submit     RAY_AUTH_MODE=token .venv/bin/ray job submit --address "
         f"{config.dashboard_url} --working-dir . -- python experiments/coherency.py --scale ci "
-        f'--out "$PWD/test-reports/integration"\n'
+        f'--out "$PWD/test-reports/integration/coherency"\n'
         f"  stop       scripts/ray_local.sh down"
     )
     return 0

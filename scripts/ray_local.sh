@@ -5,7 +5,7 @@
 #
 #   ./scripts/ray_local.sh up [--num-cpus N] [--port 6390] [--dashboard-port 8265]
 #   RAY_AUTH_MODE=token .venv/bin/ray job submit --address http://127.0.0.1:8265 --working-dir . \
-#       -- python experiments/coherency.py --scale ci --out "$PWD/test-reports/integration"
+#       -- python experiments/coherency.py --scale ci --out "$PWD/test-reports/integration/coherency"
 #   ./scripts/ray_local.sh status
 #   ./scripts/ray_local.sh down
 #
