@@ -13,8 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from cluster.run import ClusterRun, RunConfig, child_processes, leaked_processes
-from cluster.topology import PRESETS
+from cluster.deps import require_dependencies
+
+# Before the imports below: a Python without the dependencies stops with one line, not a traceback.
+require_dependencies()
+
+from cluster.run import ClusterRun, RunConfig, child_processes, leaked_processes  # noqa: E402
+from cluster.topology import PRESETS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import ray
@@ -16,10 +17,16 @@ log = logging.getLogger(__name__)
 DEFAULT_READY_TIMEOUT_S = 120.0
 
 
-def alive_node_count() -> int:
-    """Alive Ray nodes that offer CPU (the head of a CPU-less cluster is not counted)."""
+def alive_node_count(required: Mapping[str, float] | None = None) -> int:
+    """Alive Ray nodes that offer CPU and every resource of `required` (node labels such as
+    `tmws_instance`); the head of a CPU-less cluster is not counted."""
+    required = required or {}
     return sum(
-        1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0
+        1
+        for n in ray.nodes()
+        if n.get("Alive")
+        and n.get("Resources", {}).get("CPU", 0) > 0
+        and all(n.get("Resources", {}).get(k, 0) >= v for k, v in required.items())
     )
 
 
@@ -50,7 +57,7 @@ def create_placement(
     preset: ScalePreset, name: str, ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
 ) -> Placement:
     """Create and wait for the instance and swarm groups of `preset` on the current cluster."""
-    plan = plan_placement(preset, alive_node_count())
+    plan = plan_placement(preset, alive_node_count(preset.instance_resources))
     if plan.single_node:
         log.warning("placement: %s", plan.reason)
     else:

@@ -4,6 +4,10 @@ Inside `ray job submit --working-dir . -- python experiments/x.py` the job alrea
 runtime env (the uploaded working dir), so we pass none. A driver that connects to a remote
 cluster from a checkout ships the checkout as `working_dir`. A local Ray we start stays on
 loopback (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) with no dashboard.
+
+On an existing cluster, every alive node is asked once whether its workers' Python has the
+project's dependencies (`cluster.deps`): a node whose runtime env lacks them would otherwise fail
+deep inside an actor's start-up, as a traceback in a worker log.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from cluster import deps
 from cluster.topology import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -24,6 +30,13 @@ log = logging.getLogger(__name__)
 #: Not shipped to a remote cluster with the working dir: virtualenv, state, reports, caches.
 WORKING_DIR_EXCLUDES = [".venv", ".tmws", "test-reports", ".git", "**/__pycache__", "*.parquet"]
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+#: How long a node may take to start a worker for the dependency probe.
+PROBE_TIMEOUT_S = 120.0
+
+
+class MissingDependencies(ValueError):
+    """A Ray node's Python lacks project dependencies (a ValueError: the runner reports bad
+    input as one line with exit code 2)."""
 
 
 @dataclass
@@ -74,6 +87,11 @@ def connect(
         runtime_env = runtime_env_for(address, env)
         log.info("ray: connecting to %s (runtime_env=%s)", address, bool(runtime_env))
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        try:
+            check_cluster_dependencies()
+        except MissingDependencies:
+            ray.shutdown()
+            raise
         return RayConnection(address, started_local=False)
     # Keep a local Ray on loopback; the variable must be in the environment Ray reads.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -87,3 +105,47 @@ def connect(
         configure_logging=False,
     )
     return RayConnection(None, started_local=True)
+
+
+def node_problems_line(results: Mapping[str, list[str]]) -> str | None:
+    """One line naming every node whose workers lack something, or None when all are fine."""
+    bad = {node: found for node, found in results.items() if found}
+    if not bad:
+        return None
+    parts = [f"node {node}: {', '.join(found)}" for node, found in sorted(bad.items())]
+    return (
+        f"Ray workers lack the project's dependencies ({'; '.join(parts)}): give the job a "
+        f"runtime env that has them (the tmws-sim image on every node, or a head started from "
+        f"the project's .venv: scripts/ray_local.sh up)"
+    )
+
+
+def check_cluster_dependencies(
+    requirements: list[str] | None = None, timeout_s: float = PROBE_TIMEOUT_S
+) -> None:
+    """Ask every alive node's worker Python for `requirements` (default: the project's);
+    raise `MissingDependencies` with one line when any node lacks one or cannot run the probe."""
+    wanted = deps.project_requirements() if requirements is None else list(requirements)
+    # `deps.problems` is pickled by reference: the worker imports only `cluster.deps` (stdlib).
+    probe = ray.remote(num_cpus=0, max_retries=0)(deps.problems)
+    refs = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        name = f"{node.get('NodeManagerAddress')} ({node['NodeID'][:8]})"
+        strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        refs[name] = probe.options(scheduling_strategy=strategy).remote(wanted)
+    results: dict[str, list[str]] = {}
+    for name, ref in refs.items():
+        try:
+            results[name] = ray.get(ref, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            results[name] = [f"no worker started within {timeout_s:.0f}s"]
+        except ray.exceptions.RayError as exc:
+            # A worker that cannot even start (runtime env setup failed, no Ray in that Python).
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            results[name] = [f"the probe failed: {lines[-1] if lines else type(exc).__name__}"]
+    line = node_problems_line(results)
+    if line:
+        raise MissingDependencies(line)
+    log.info("ray: %d node(s) have the project's dependencies", len(results))

@@ -49,6 +49,11 @@ class ScalePreset:
     warmup_workload: Mapping[str, Any] = field(default_factory=dict)
     #: TMWS_* settings every service instance of this scale runs with (e.g. pool sizes).
     instance_env: Mapping[str, str] = field(default_factory=dict)
+    #: Custom Ray resources an instance / a swarm bundle asks for besides CPU: node labels. The
+    #: cloud preset asks `tmws_instance: 1`, which only instance nodes offer (one each), and
+    #: `tmws_swarm: 1`, which swarm nodes offer; laptop presets ask none.
+    instance_resources: Mapping[str, float] = field(default_factory=dict)
+    swarm_resources: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("instances", "swarms", "agents_per_swarm"):
@@ -56,6 +61,13 @@ class ScalePreset:
                 raise ValueError(f"scale {self.name!r}: {name} must be >= 1")
         if self.instance_cpus < 0 or self.swarm_cpus < 0:
             raise ValueError(f"scale {self.name!r}: CPU shares must not be negative")
+        for name in ("instance_resources", "swarm_resources"):
+            for key, amount in getattr(self, name).items():
+                if key in ("CPU", "GPU", "memory") or amount <= 0:
+                    raise ValueError(
+                        f"scale {self.name!r}: {name} takes custom resources with positive "
+                        f"amounts, got {key}: {amount}"
+                    )
 
     @property
     def total_agents(self) -> int:
@@ -73,6 +85,9 @@ class ScalePreset:
             values["durations"] = Durations(**values["durations"])
         if "instance_env" in values:
             values["instance_env"] = {str(k): str(v) for k, v in values["instance_env"].items()}
+        for name in ("instance_resources", "swarm_resources"):
+            if name in values:
+                values[name] = {str(k): float(v) for k, v in values[name].items()}
         return cls(**values)
 
 
@@ -161,14 +176,27 @@ class PlacementPlan:
         return self.instance_strategy == "PACK"
 
 
+def bundle(cpus: float, resources: Mapping[str, float]) -> dict[str, float]:
+    """One placement-group bundle: the CPU share (never zero: an empty bundle is refused) plus
+    the custom resources that pin it to labelled nodes."""
+    return {"CPU": cpus or 0.01, **resources}
+
+
 def plan_placement(preset: ScalePreset, alive_nodes: int) -> PlacementPlan:
-    """Spread instances (strictly, when there are enough nodes) and swarms; PACK on one node."""
+    """Spread instances (strictly, when there are enough nodes) and swarms; PACK on one node.
+
+    `alive_nodes` counts the nodes that can host an instance bundle: alive, with CPU, and
+    offering the preset's instance resources (its node labels).
+    """
     if alive_nodes < 1:
-        raise ValueError("no alive Ray nodes")
-    inst_bundle = {"CPU": preset.instance_cpus} if preset.instance_cpus else {}
-    swarm_bundle = {"CPU": preset.swarm_cpus} if preset.swarm_cpus else {}
-    instance_bundles = tuple(dict(inst_bundle) or {"CPU": 0.01} for _ in range(preset.instances))
-    swarm_bundles = tuple(dict(swarm_bundle) or {"CPU": 0.01} for _ in range(preset.swarms))
+        labels = f" and {dict(preset.instance_resources)}" if preset.instance_resources else ""
+        raise ValueError(f"no alive Ray node offers CPU{labels} for a service instance")
+    instance_bundles = tuple(
+        bundle(preset.instance_cpus, preset.instance_resources) for _ in range(preset.instances)
+    )
+    swarm_bundles = tuple(
+        bundle(preset.swarm_cpus, preset.swarm_resources) for _ in range(preset.swarms)
+    )
     if alive_nodes == 1:
         return PlacementPlan(
             "PACK",

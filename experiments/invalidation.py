@@ -17,6 +17,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
 import argparse
 from typing import Any
