@@ -122,6 +122,7 @@ class CoherencyExperiment(Experiment):
             env["TMWS_POOL_MAX"] = POOL_MAX
         if args.broken_cache:
             env["TMWS_CACHE_SKIP_INVALIDATION_PUBLISH"] = "true"
+            env["TMWS_ENABLE_TEST_PATTERNS"] = "true"  # injected bugs are refused without it
         return env
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:

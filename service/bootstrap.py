@@ -88,8 +88,10 @@ async def start_services(settings: Settings) -> Services:
         )
         embedder = Embedder()
         await embedder.warm_up()
-        db = await Database.connect(settings.database)
-        cache = await CoherentCache.start(redis_url, settings.cache, settings.instance_id)
+        db = await Database.connect(settings.database, bugs=settings.bugs)
+        cache = await CoherentCache.start(
+            redis_url, settings.cache, settings.instance_id, bugs=settings.bugs
+        )
         services = Services(
             settings=settings,
             tools=build_tool_registry(settings),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from service.bugs import BugSpecError, InjectedBugs
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_STATE_DIR = Path(".tmws")
@@ -62,8 +64,6 @@ class CacheSettings:
     mode: Literal["strict", "eventual"] = "strict"
     l1_max_entries: int = 10_000
     default_ttl_s: float = 300.0
-    #: Test flag: skip publishing invalidations, so the coherency checker can be shown to fail.
-    skip_invalidation_publish: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    #: Deliberate defects for negative controls (service/bugs.py); refused without test patterns.
+    bugs: InjectedBugs = field(default_factory=InjectedBugs)
+
+    def __post_init__(self) -> None:
+        if self.bugs.any and not self.enable_test_patterns:
+            raise ConfigError(
+                f"TMWS_INJECT_BUGS={self.bugs} is refused without TMWS_ENABLE_TEST_PATTERNS=true "
+                "(injected bugs exist only for negative controls)"
+            )
 
     @property
     def auth_enabled(self) -> bool:
@@ -130,9 +139,21 @@ class Settings:
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
                 l1_max_entries=r.int("TMWS_L1_MAX_ENTRIES", 10_000),
                 default_ttl_s=r.float("TMWS_CACHE_TTL_S", 300.0),
-                skip_invalidation_publish=r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False),
             ),
+            bugs=_bugs(r),
         )
+
+
+def _bugs(r: _Reader) -> InjectedBugs:
+    """`TMWS_INJECT_BUGS`, plus the older `TMWS_CACHE_SKIP_INVALIDATION_PUBLISH` (= skip-publish)."""
+    raw = r.str("TMWS_INJECT_BUGS", "")
+    try:
+        bugs = InjectedBugs.parse(raw)
+    except BugSpecError as exc:
+        raise ConfigError(f"TMWS_INJECT_BUGS={raw!r}: {exc}") from None
+    if r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False):
+        bugs = replace(bugs, skip_publish=True)
+    return bugs
 
 
 class _Reader:

@@ -14,10 +14,13 @@ Model (see ../shared/DESIGN.md, "Cache coherency model"):
 - Writers must change the data first and bump after: a reader that computes in between gets
   the old tag on new data, which is harmless; the reverse order could cache old data as new.
 
-`skip_invalidation_publish` (test flag, "broken cache: skip invalidation"): bumps are not
-published AND L1 hits skip the strict generation check, so other instances serve stale L1
-entries in either mode until TTL. It exists to prove the coherency checker can fail; L2 hits
-are still checked, and the bumping instance still drops its own entries.
+Injected bugs (service/bugs.py, negative controls only), each switched at one place here:
+`skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
+instances serve stale L1 entries in either mode until TTL; L2 hits are still checked, and the
+bumping instance still drops its own entries), `skip-generation-check` (L1 and L2 hits are
+served without comparing generations), `no-flush-on-reconnect` (re-subscription does not flush
+L1), `late-invalidation:MS` (messages from other instances apply MS ms late) and
+`shared-l2-across-namespaces` (result keys ignore the namespace).
 
 Redis down: every Redis call runs through a `CircuitBreaker`, so once it opens a request pays
 nothing for the dead server. Reads serve L1 marked `degraded`; misses compute locally without
@@ -49,6 +52,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.bugs import InjectedBugs
 from service.cache.generations import Generations, GenerationStore, InvalidationMessage
 from service.cache.invalidation import InvalidationListener, ListenerState
 from service.cache.keys import result_key
@@ -109,11 +113,13 @@ class CoherentCache:
         lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
         poll_s: float = DEFAULT_POLL_S,
         breaker_reset_s: float = DEFAULT_BREAKER_RESET_S,
+        bugs: InjectedBugs | None = None,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id
         self.mode = settings.mode
-        self._skip = settings.skip_invalidation_publish
+        self.bugs = bugs or InjectedBugs()
+        self._skip = self.bugs.skip_publish
         self._data = data
         self._pubsub_client = pubsub
         self._lock_ttl_s = lock_ttl_s
@@ -164,6 +170,7 @@ class CoherentCache:
         socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
         breaker_reset_s: float = DEFAULT_BREAKER_RESET_S,
         startup_wait_s: float = DEFAULT_STARTUP_WAIT_S,
+        bugs: InjectedBugs | None = None,
     ) -> CoherentCache:
         """Connect and subscribe; with Redis down it still returns, degraded, and keeps trying."""
 
@@ -180,6 +187,7 @@ class CoherentCache:
             lock_ttl_s=lock_ttl_s,
             poll_s=poll_s,
             breaker_reset_s=breaker_reset_s,
+            bugs=bugs,
         )
         cache._listener.start()
         with contextlib.suppress(TimeoutError):
@@ -195,7 +203,9 @@ class CoherentCache:
         """The cached answer for (namespace, key_parts), or `compute()`'s, computed once."""
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
-        key = result_key(namespace, key_parts)
+        # Injected bug shared-l2-across-namespaces: one key for every namespace's answer.
+        key_ns = "" if self.bugs.shared_l2_across_namespaces else namespace
+        key = result_key(key_ns, key_parts)
         result = await self._lookup_or_fill(namespace, key, compute, ttl_s)
         self.counters[{"l1": "hits_l1", "l2": "hits_l2", "none": "misses"}[result.tier]] += 1
         return result
@@ -232,6 +242,8 @@ class CoherentCache:
         return result
 
     async def _serve_l1(self, key: str, entry: L1Entry) -> CacheResult | None:
+        if self.bugs.skip_generation_check:
+            return self._l1_result(key, entry, self.degraded)  # injected bug: no check at all
         trust_pubsub = self._skip or (
             self.mode == "eventual" and self._listener.state is ListenerState.UP
         )
@@ -265,7 +277,7 @@ class CoherentCache:
         except ValueError:
             self.counters["l2_corrupt"] += 1
             return None
-        if not env.matches(gens):
+        if not env.matches(gens) and not self.bugs.skip_generation_check:
             self.counters["stale_rejections"] += 1
             return None
         self._l1.put(key, env.value_json, namespace, env.generation, env.global_generation, ttl_s)
@@ -398,6 +410,14 @@ class CoherentCache:
     # ------------------------------------------------------------- listener
 
     def _on_invalidate(self, msg: InvalidationMessage) -> None:
+        late_s = self.bugs.late_invalidation_ms / 1000.0
+        if late_s and msg.origin != self.instance_id:
+            # Injected bug late-invalidation: another instance's bump takes effect late here.
+            asyncio.get_running_loop().call_later(late_s, self._apply_invalidation, msg)
+            return
+        self._apply_invalidation(msg)
+
+    def _apply_invalidation(self, msg: InvalidationMessage) -> None:
         self.counters["invalidations_received"] += 1
         self._l1.observe_generation(msg.namespace, msg.generation)
         if msg.origin != self.instance_id and msg.ts_ms > 0:
@@ -405,7 +425,8 @@ class CoherentCache:
         self._pulse()
 
     def _on_subscribed(self, reconnected: bool) -> None:
-        flushed = self._l1.clear()
+        # Injected bug no-flush-on-reconnect: keep L1 although invalidations may have been missed.
+        flushed = 0 if self.bugs.no_flush_on_reconnect else self._l1.clear()
         if reconnected:
             self.counters["reconnects"] += 1
         if reconnected or flushed:
@@ -477,6 +498,7 @@ class CoherentCache:
             "instance_id": self.instance_id,
             "mode": self.mode,
             "skip_invalidation_publish": self._skip,
+            "injected_bugs": self.bugs.names(),
             "degraded": self.degraded,
             "redis_state": self._listener.state.value,
             "breaker": self._breaker.stats(),

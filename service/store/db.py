@@ -1,5 +1,8 @@
 """The asyncpg connection pool: pgvector on every connection, bounded waits, SERIALIZABLE retries.
 
+Injected bug `pool-leak:N` (service/bugs.py): every Nth borrowed connection is never given back,
+so the pool drains; it still counts as in use.
+
 This module is the store's error boundary: asyncpg and OS connection errors become
 `DatabaseUnavailable`, a pool that cannot hand out a connection in time becomes `PoolExhausted`.
 """
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from service.bugs import InjectedBugs
 from service.config import ConfigError, DatabaseSettings
 from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
 from service.resilience.breaker import CircuitBreaker
@@ -90,9 +94,13 @@ def _gone(conn: asyncpg.Connection) -> bool:
 class Database:
     """A pool of PostgreSQL connections with pgvector codecs, usage statistics and retries."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: DatabaseSettings, bugs: InjectedBugs | None = None
+    ) -> None:
         self._pool = pool
         self._settings = settings
+        self._leak_every = (bugs or InjectedBugs()).pool_leak_every
+        self._leaked: list[asyncpg.Connection] = []
         self._in_use = 0
         self._in_use_peak = 0
         self._waiting = 0
@@ -116,7 +124,9 @@ class Database:
         )
 
     @classmethod
-    async def connect(cls, settings: DatabaseSettings) -> Database:
+    async def connect(
+        cls, settings: DatabaseSettings, *, bugs: InjectedBugs | None = None
+    ) -> Database:
         """Open the pool (min/max from settings), creating the vector extension if needed."""
         if not settings.url:
             raise ConfigError("TMWS_DATABASE_URL is not set")
@@ -139,7 +149,7 @@ class Database:
             ) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise unavailable(exc) from exc
-        return cls(pool, settings)
+        return cls(pool, settings, bugs)
 
     @property
     def settings(self) -> DatabaseSettings:
@@ -164,6 +174,7 @@ class Database:
     async def _acquire_unguarded(self) -> AsyncIterator[asyncpg.Connection]:
         """Borrow a connection, waiting at most `acquire_timeout_s`; errors map to ours."""
         conn = await self._borrow()
+        leak = bool(self._leak_every) and self._acquired_total % self._leak_every == 0
         self._in_use += 1
         self._in_use_peak = max(self._in_use_peak, self._in_use)
         try:
@@ -185,8 +196,11 @@ class Database:
                 raise unavailable(exc) from exc
             raise
         finally:
-            self._in_use -= 1
-            await self._give_back(conn)
+            if leak:
+                self._leaked.append(conn)  # injected bug pool-leak: never given back
+            else:
+                self._in_use -= 1
+                await self._give_back(conn)
 
     async def _lost(self, conn: asyncpg.Connection) -> None:
         # One dead connection usually means the server restarted and every idle one is dead
@@ -281,6 +295,7 @@ class Database:
             "connections_lost_total": self._lost_total,
             "serializable_retries_total": self._retries_total,
             "serializable_retries_exhausted_total": self._retries_exhausted_total,
+            "leaked_total": len(self._leaked),
         }
 
     async def close(self) -> None:
@@ -288,6 +303,8 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        for conn in self._leaked:
+            conn.terminate()  # injected pool-leak: nobody else will ever give these back
         try:
             await asyncio.wait_for(self._pool.close(), timeout=_CLOSE_GRACE_S)
         except TimeoutError:

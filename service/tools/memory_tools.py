@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from service.bugs import bugs_of
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
@@ -73,7 +74,24 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
     """Embed and insert one memory into the caller's namespace."""
     namespace = resolve_namespace(ctx, args.namespace)
     embedding = await ctx.services.embedder.embed(args.content)
-    row = await MemoryStore(database(ctx)).store(
+    store = MemoryStore(database(ctx))
+    late_ms = bugs_of(ctx.services).ack_before_commit_ms
+    if late_ms:  # injected bug: answer now; commit and bump later
+        row = await store.store_committing_later(
+            late_ms / 1000.0,
+            lambda: bump_version(ctx, "store_memory", namespace, shared=args.shared),
+            namespace,
+            ctx.agent_id,
+            args.content,
+            embedding,
+            tags=args.tags,
+            importance=args.importance,
+            shared=args.shared,
+            metadata=args.metadata,
+        )
+        return {**{k: row[k] for k in ("memory_id", "namespace", "shared", "created_at")},
+                "version_written": None}  # fmt: skip
+    row = await store.store(
         namespace,
         ctx.agent_id,
         args.content,
