@@ -37,6 +37,7 @@ from analysis.schema import concat
 from analysis.terminal import print_dashboard
 from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
 from cluster.topology import PRESETS, load_preset
+from experiments.support.bugs import add_bug_argument, bug_env, injected_bugs
 
 log = logging.getLogger("experiments")
 
@@ -104,6 +105,7 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
     parser.add_argument("--run-id", default=None, help="run id (default: scenario + random)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bug_argument(parser)
     experiment.add_arguments(parser)
     return parser
 
@@ -117,6 +119,7 @@ def run_experiment(
 ) -> tuple[int, Path]:
     """Run one experiment end to end; (exit code, run folder). Tests pass their `infra`."""
     args = build_parser(experiment).parse_args(argv)
+    bugs = injected_bugs(args)
     out = (args.out or DEFAULT_OUT_ROOT / experiment.scenario).resolve()
     before = child_processes()
     started_at = datetime.now(UTC)
@@ -131,7 +134,7 @@ def run_experiment(
         out_dir=out,
         run_id=args.run_id,
         address=args.address,
-        instance_env=experiment.instance_env(args),
+        instance_env={**experiment.instance_env(args), **bug_env(bugs)},
         infra=infra,
         state_dir=state_dir,
         progress=not args.quiet,
@@ -161,6 +164,7 @@ def run_experiment(
         )
     )
     metrics = {**summarize(result.table), **outcome.metrics, "facts": facts}
+    metrics["injected_bugs"] = bugs
     write_report(
         out,
         run_id=run_id,
