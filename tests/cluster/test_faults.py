@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from cluster.faults import (
     run_command,
 )
 from service.infra.embedded import EmbeddedInfra
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "embedded_fault.py"
 
 
 class Calls:
@@ -174,15 +177,16 @@ def test_embedded_driver_really_stops_and_restarts_redis(private_infra: Embedded
     assert asyncio.run(_redis_answers(private_infra.redis_url))
 
 
-def test_user_commands_really_pause_and_resume_redis_by_pid(private_infra: EmbeddedInfra) -> None:
-    """What a user without our embedded driver would do: signals by the pid file."""
+def test_user_commands_really_pause_stop_and_restart_redis(private_infra: EmbeddedInfra) -> None:
+    """What a user without our embedded driver would do: signals by the pid file, and the small
+    script for a stop that waits for the exit and a start on the same port."""
     pid_file = shlex.quote(str(private_infra.redis.pid_file))
+    script = f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))}"
+    state = shlex.quote(str(private_infra.state_dir))
     driver = CommandDriver(
         {
-            "stop": f"kill -TERM $(cat {pid_file})",
-            # `tmws infra up` starts whatever of the pair is not running, on the same ports.
-            "start": f"{shlex.quote(sys.executable)} -m service infra up --state-dir "
-            + shlex.quote(str(private_infra.state_dir)),
+            "stop": f"{script} stop {{target}} --state-dir {state}",
+            "start": f"{script} start {{target}} --state-dir {state}",
             "pause": f"kill -STOP $(cat {pid_file})",
             "resume": f"kill -CONT $(cat {pid_file})",
         }
@@ -197,3 +201,13 @@ def test_user_commands_really_pause_and_resume_redis_by_pid(private_infra: Embed
         assert not asyncio.run(_redis_answers(private_infra.redis_url))
     assert asyncio.run(_redis_answers(private_infra.redis_url))
     assert [r.kind for r in injector.records] == ["pause", "stop"]
+
+
+def test_the_script_refuses_a_folder_without_servers(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "stop", "redis", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "no embedded servers recorded" in done.stderr
