@@ -132,6 +132,8 @@ def build_row(
         "server_time_ms": _float_or_none(r.get("execution_time_ms")),
         "tokens_used": _int_or_none(r.get("tokens_used")),
         "tokens_baseline": _int_or_none(r.get("tokens_baseline")),
+        "tokens_untrimmed": _int_or_none(r.get("tokens_untrimmed")),
+        "truncated": r.get("truncated") if isinstance(r.get("truncated"), bool) else None,
         "degraded": r.get("degraded") if isinstance(r.get("degraded"), bool) else None,
         "route": r.get("route"),
         "phase": phase,

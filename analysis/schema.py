@@ -38,6 +38,9 @@ HISTORY_SCHEMA = pa.schema(
         pa.field("server_time_ms", pa.float64()),
         pa.field("tokens_used", pa.int64()),
         pa.field("tokens_baseline", pa.int64()),
+        # the prompt built from the whole pattern result, before a budget cut it (`truncated`)
+        pa.field("tokens_untrimmed", pa.int64()),
+        pa.field("truncated", pa.bool_()),
         pa.field("degraded", pa.bool_()),
         pa.field("route", pa.string()),
         pa.field("phase", pa.string()),
