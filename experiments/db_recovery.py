@@ -24,7 +24,7 @@ from typing import Any
 
 from actors.recorder import Outcome, SessionInfo
 from analysis import checks, metrics
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, fault_target, main
 from experiments.runner import Outcome as Verdict
@@ -166,7 +166,16 @@ class DbRecoveryExperiment(Experiment):
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
         if "skipped" in facts:
-            return Verdict([checks.skipped("db_recovery", facts["skipped"], section=SECTION)])
+            return Verdict(
+                [
+                    checks.skipped(
+                        "db_recovery",
+                        facts["skipped"],
+                        section=SECTION,
+                        evidence=Evidence("PostgreSQL outages run", 0, 1),
+                    )
+                ]
+            )
         table = result.table
         outage = between(table, facts["t_stopped_ns"], facts["t_start_ns"])
         outage_failed = failures(outage)
@@ -196,12 +205,16 @@ class DbRecoveryExperiment(Experiment):
                 facts["pids_before"] == facts["pids_after"],
                 measured=f"pids {facts['pids_before']} -> {facts['pids_after']}",
                 expectation="same process for every instance before and after",
+                evidence=Evidence("instances", len(facts["pids_after"]), 1),
                 section=SECTION,
             ),
             checks.at_least(
                 "error_indicates_db_unavailable",
                 rate_pct(db_errors.num_rows, needs_db.num_rows),
                 100.0,
+                evidence=Evidence(
+                    "requests needing the database during the outage", needs_db.num_rows, 1
+                ),
                 description="requests needing the database during the outage answered -32002 "
                 f"database_unavailable ({db_errors.num_rows} of {needs_db.num_rows})",
                 unit="%",
@@ -211,6 +224,7 @@ class DbRecoveryExperiment(Experiment):
                 "no_internal_errors",
                 float(where(table, error_code=-32603).num_rows),
                 0,
+                evidence=Evidence("requests", table.num_rows, 1),
                 description="-32603 replies during the whole run",
                 section=SECTION,
             ),
@@ -225,12 +239,14 @@ class DbRecoveryExperiment(Experiment):
                     else f"not within {RECOVERY_BOUND_S}s"
                 ),
                 expectation="requests succeed again without restarting instances",
+                evidence=Evidence("PostgreSQL restarts", int("t_started_ns" in facts), 1),
                 section=SECTION,
             ),
             checks.at_least(
                 "success_after_recovery",
                 success_pct(after),
                 99.0,
+                evidence=Evidence("requests sent after recovery", after.num_rows, 1),
                 description="requests sent after the first recovered success",
                 unit="%",
                 section=SECTION,
@@ -239,6 +255,7 @@ class DbRecoveryExperiment(Experiment):
                 "outage_error_latency_p95",
                 fail_fast["p95"],
                 1000.0,
+                evidence=Evidence("requests failed during the outage", outage_failed.num_rows, 1),
                 description="how fast a request fails while the database is down (fail fast)",
                 unit="ms",
                 section=SECTION,
@@ -274,7 +291,12 @@ def _breaker_criterion(facts: dict[str, Any]) -> Criterion:
     """Every instance's breaker opened during the outage and is closed after recovery."""
     outage, after = facts.get("breakers_outage"), facts.get("breakers_after")
     if not outage or not after:
-        return checks.skipped("circuit_breaker_activation", "no outage was run", section=SECTION)
+        return checks.skipped(
+            "circuit_breaker_activation",
+            "no outage was run",
+            section=SECTION,
+            evidence=Evidence("PostgreSQL outages run", 0, 1),
+        )
     opened = all((b["opened"] or 0) >= 1 for b in outage)
     closed = all(b["state"] == "closed" for b in after)
     return checks.holds(
@@ -282,6 +304,7 @@ def _breaker_criterion(facts: dict[str, Any]) -> Criterion:
         opened and closed,
         measured=f"outage {[b['state'] for b in outage]}, after {[b['state'] for b in after]}",
         expectation="each instance's PostgreSQL breaker opened during the outage, closed after",
+        evidence=Evidence("instances whose breakers were read", len(outage), 1),
         section=SECTION,
     )
 

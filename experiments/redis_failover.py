@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import checks, criteria, metrics
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from analysis.coherency import check_coherency
 from cluster.run import ClusterRun, RunResult
 from experiments import cache_rows
@@ -129,8 +129,12 @@ class RedisFailoverExperiment(Experiment):
         if facts.get("fault") is None:
             reason = "Redis given by URL: this run does not stop servers it does not own"
             for name in ("redis_stopped", "success_without_redis", "local_cache_fallback"):
-                found.append(checks.skipped(name, reason, section=SECTION))
-            found.append(checks.skipped("automatic_reconnection", reason, section=SECTION))
+                found.append(checks.skipped(name, reason, section=SECTION, evidence=NO_OUTAGE))
+            found.append(
+                checks.skipped(
+                    "automatic_reconnection", reason, section=SECTION, evidence=NO_OUTAGE
+                )
+            )
             return Outcome(found, {}, coherency)
         during = cache_rows.between(table, facts["t_noticed_ns"], facts["t_restart_ns"])
         recovery = cache_rows.between(table, facts["t_reconnected_ns"], None)
@@ -174,12 +178,14 @@ def _outage_criteria(during: pa.Table) -> list[Criterion]:
             True,
             measured="redis-server stopped; every instance reported redis=degraded",
             expectation="Redis really unavailable mid-run",
+            evidence=Evidence("requests sent while Redis was down", during.num_rows, 1),
             section=SECTION,
         ),
         checks.at_least(
             "rows_during_outage",
             float(during.num_rows),
             1,
+            evidence=Evidence("requests sent while Redis was down", during.num_rows, 1),
             description="requests sent while Redis was down",
             section=SECTION,
         ),
@@ -187,6 +193,7 @@ def _outage_criteria(during: pa.Table) -> list[Criterion]:
             "success_without_redis",
             None if not during.num_rows else 100.0 * (metrics.success_rate(during) or 0.0),
             95.0,
+            evidence=Evidence("requests sent while Redis was down", during.num_rows, 1),
             unit="%",
             description="requests sent during the outage that succeeded",
             section=SECTION,
@@ -195,6 +202,7 @@ def _outage_criteria(during: pa.Table) -> list[Criterion]:
             "degraded_marked",
             float(_count(ok, degraded=True)),
             1,
+            evidence=Evidence("successful outage responses", ok.num_rows, 1),
             description="successful outage responses marked degraded",
             section=SECTION,
         ),
@@ -202,10 +210,15 @@ def _outage_criteria(during: pa.Table) -> list[Criterion]:
             "local_cache_fallback",
             float(_count(ok, cache_tier="l1", degraded=True)),
             1,
+            evidence=Evidence("successful outage responses", ok.num_rows, 1),
             description="outage responses served from the in-process L1 cache",
             section=SECTION,
         ),
     ]
+
+
+#: What a fault criterion needs when the run did not (could not) stop Redis.
+NO_OUTAGE = Evidence("Redis outages run", 0, 1)
 
 
 def _recovery_criteria(recovery: pa.Table, facts: dict[str, Any]) -> list[Criterion]:
@@ -218,12 +231,14 @@ def _recovery_criteria(recovery: pa.Table, facts: dict[str, Any]) -> list[Criter
             measured=f"all instances redis=ok {facts.get('reconnect_s', float('nan')):.2f}s "
             "after the restart",
             expectation="every instance reconnects by itself",
+            evidence=Evidence("Redis restarts", int(facts.get("t_restart_ns") is not None), 1),
             section=SECTION,
         ),
         checks.at_least(
             "recovery_not_degraded",
             100.0 * clean / ok.num_rows if ok.num_rows else None,
             100.0,
+            evidence=Evidence("successful responses after reconnection", ok.num_rows, 1),
             unit="%",
             description="successful responses after reconnection not marked degraded",
             section=SECTION,
@@ -232,6 +247,7 @@ def _recovery_criteria(recovery: pa.Table, facts: dict[str, Any]) -> list[Criter
             "l2_hits_after_reconnect",
             float(_count(ok, cache_tier="l2")),
             1,
+            evidence=Evidence("successful responses after reconnection", ok.num_rows, 1),
             description="responses served from Redis (L2) again once reconnected",
             section=SECTION,
         ),

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import checks, criteria, metrics
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from cluster.topology import PROJECT_ROOT
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
@@ -199,6 +199,7 @@ class TokenReduction(Experiment):
                 "router_accuracy",
                 None if accuracy["accuracy"] is None else 100.0 * accuracy["accuracy"],
                 80.0,
+                evidence=Evidence("labelled queries executed", accuracy["rows"] or 0, 1),
                 description=f"route of each of {accuracy['rows']} labelled queries "
                 "(executed by the servers) equals its label",
                 unit="%",
@@ -210,6 +211,7 @@ class TokenReduction(Experiment):
                 "router_accuracy_holdout",
                 None if held["accuracy"] is None else 100.0 * held["accuracy"],
                 80.0,
+                evidence=Evidence("holdout queries executed", held["rows"] or 0, 1),
                 description="the same on the holdout split only (not used to tune the router)",
                 unit="%",
                 section=SECTION,
