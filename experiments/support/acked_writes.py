@@ -25,6 +25,8 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from analysis import checks
+from analysis.checks import Criterion, Evidence
 from experiments.support.driver import Call, DriverLog
 from service.client import WsClient
 
@@ -250,3 +252,35 @@ class Visibility:
             missing=len(missing),
             missing_examples=examples,
         )
+
+
+def visibility_criterion(
+    name: str,
+    vis: Visibility,
+    reports: Sequence[dict[str, Any]],
+    where: str,
+    *,
+    evidence: Evidence,
+    section: str,
+) -> Criterion:
+    """No acknowledged probe write missing from any instance's `where` answer after recovery;
+    every prime and read must have been answered (by the memory pattern) to judge it."""
+    errors = [e for r in reports for e in r["read_errors"]]
+    measured = (
+        f"{vis.reads_done - vis.missing}/{vis.reads_expected} reads include their write "
+        f"({vis.acked} acked, {vis.refused} refused, {vis.unknown} unknown of {vis.attempted})"
+    )
+    if vis.missing_examples:
+        measured += "; " + "; ".join(vis.missing_examples)
+    if errors:
+        measured += "; not judged: " + "; ".join(errors[:3])
+    complete = vis.reads_done == vis.reads_expected and not errors
+    return checks.holds(
+        name,
+        complete and vis.missing == 0,
+        measured=measured,
+        expectation=f"every acknowledged write in every instance's {where} answer after recovery",
+        evidence=evidence,
+        description="an acknowledged write is never lost",
+        section=section,
+    )

@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.faults import KINDS, FaultInjector, add_fault_arguments, choose_driver, owned_servers
 from cluster.run import ClusterRun, RunError
 
@@ -77,8 +77,12 @@ def plan_outages(run: ClusterRun, args: argparse.Namespace) -> OutagePlan:
 def skipped_criteria(
     names: Sequence[str], kind: str, reason: str, *, section: str
 ) -> list[Criterion]:
-    """The criteria of one outage that did not run, each skipped with the reason."""
-    return [checks.skipped(f"{name}_{kind}", reason, section=section) for name in names]
+    """The criteria of one outage that did not run, each skipped with the reason (a critical
+    skip fails the run unless the user allows it by name)."""
+    none = Evidence(f"{kind} outages run", 0, 1)
+    return [
+        checks.skipped(f"{name}_{kind}", reason, section=section, evidence=none) for name in names
+    ]
 
 
 def redis_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
@@ -131,6 +135,7 @@ def bounded(
     bound_s: float,
     *,
     what: str,
+    evidence: Evidence,
     section: str,
 ) -> Criterion:
     """`value_s` ≤ `bound_s`, where a missing value (never happened) is a failure, not a skip."""
@@ -139,6 +144,7 @@ def bounded(
         value_s is not None and value_s <= bound_s,
         measured=f"{value_s:.2f}s" if value_s is not None else f"not within {bound_s:g}s",
         expectation=f"≤ {bound_s:g}s",
+        evidence=evidence,
         description=what,
         section=section,
     )

@@ -112,6 +112,9 @@ class Database:
         self._retries_total = 0
         self._lost_total = 0
         self._retries_exhausted_total = 0
+        # Borrows begun while every connection was out: they had to queue (a lower bound, since
+        # `_in_use` lags a connection asyncpg has handed out but its caller has not yet taken).
+        self._queued_total = 0
         self._closed = False
         # Only "database unavailable" says the server is down; a busy pool or a bad query does not.
         self.breaker = CircuitBreaker(
@@ -212,6 +215,8 @@ class Database:
 
     async def _borrow(self) -> asyncpg.Connection:
         timeout = self._settings.acquire_timeout_s
+        if self._in_use >= self._pool.get_max_size():
+            self._queued_total += 1
         self._waiting += 1
         self._waiting_peak = max(self._waiting_peak, self._waiting)
         started = time.perf_counter()
@@ -290,6 +295,7 @@ class Database:
             "waiting_peak": self._waiting_peak,
             "acquired_total": acquired,
             "exhausted_total": self._exhausted_total,
+            "queued_total": self._queued_total,
             "acquire_wait_ms_max": round(self._wait_ms_max, 3),
             "acquire_wait_ms_avg": round(self._wait_ms_sum / acquired, 3) if acquired else 0.0,
             "connections_lost_total": self._lost_total,
