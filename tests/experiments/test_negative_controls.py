@@ -1,0 +1,157 @@
+"""Negative controls (issue 8, point 4): every injected bug (service/bugs.py) makes the experiment
+that should catch it exit 1 with the named criterion failing, and the same experiment without
+the bug passes. The matrix is `CONTROLS`; docs/experiments.md has it as a table.
+
+Clean runs are shared: a control whose clean configuration is already an experiment test of its
+own (same experiment, same options) names that test in `clean`, and the configurations no other
+test runs clean are run here once each (`CLEAN_HERE`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from experiments.runner import Experiment
+
+
+@dataclass(frozen=True)
+class Control:
+    """One bug, the experiment run (and its options) that must catch it, and the criterion."""
+
+    bug: str
+    scenario: str
+    args: tuple[str, ...]
+    criterion: str
+    #: The test that runs the same configuration without the bug (must pass), or "here".
+    clean: str
+    #: Embedded servers of its own: the run stops or pauses them.
+    private: bool = False
+
+    @property
+    def experiment(self) -> Experiment:
+        return importlib.import_module(f"experiments.{self.scenario}").EXPERIMENT  # type: ignore[no-any-return]
+
+    @property
+    def config(self) -> tuple[str, tuple[str, ...]]:
+        return self.scenario, self.args
+
+
+EVENTUAL_BOUND = ("--cache-mode", "eventual", "--staleness-bound-ms", "1000")
+EVENTUAL_STOP = ("--cache-mode", "eventual", "--fault-mode", "stop")
+
+CONTROLS: tuple[Control, ...] = (
+    Control(
+        "skip-publish",
+        "coherency",
+        (),
+        "no_stale_reads",
+        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+    ),
+    Control(
+        "skip-generation-check",
+        "coherency",
+        (),
+        "no_stale_reads",
+        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+    ),
+    Control(
+        "shared-l2-across-namespaces",
+        "coherency",
+        (),
+        "no_stale_reads_by_content",
+        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+    ),
+    Control(
+        "ack-before-commit:2000",
+        "db_recovery",
+        ("--fault-mode", "stop"),
+        "acked_writes_durable_stop",
+        "here",
+        private=True,
+    ),
+    Control(
+        "late-invalidation:3000",
+        "coherency",
+        EVENTUAL_BOUND,
+        "no_stale_reads_beyond_bound",
+        "here",
+    ),
+    Control(
+        "no-flush-on-reconnect",
+        "redis_failover",
+        EVENTUAL_STOP,
+        "acked_writes_visible_after_recovery_stop",
+        "here",
+        private=True,
+    ),
+    Control(
+        "no-cancel-on-timeout",
+        "timeout",
+        (),
+        "no_resource_leaks",
+        "tests/experiments/test_timeout.py::test_timeout_ci",
+    ),
+    Control(
+        "pool-leak",
+        "pool_stress",
+        (),
+        "no_connection_leak",
+        "tests/experiments/test_pool_stress.py::test_pool_stress_ci",
+    ),
+)
+#: Configurations run clean here (no other test runs them), once each.
+CLEAN_HERE = sorted({c.config for c in CONTROLS if c.clean == "here"})
+
+
+def _servers(control_private: bool, request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("private_infra" if control_private else "infra")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("control", CONTROLS, ids=lambda c: c.bug.split(":")[0])
+def test_injected_bug_is_caught(
+    control: Control, run_ci: Any, request: pytest.FixtureRequest
+) -> None:
+    run = run_ci(
+        control.experiment,
+        _servers(control.private, request),
+        *control.args,
+        "--inject-bug",
+        control.bug,
+    )
+    caught = run.criteria[control.criterion]
+    assert run.metrics["injected_bugs"] == [control.bug]
+    assert caught["verdict"] == "fail" and caught["critical"], caught
+    assert run.code == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("scenario", "args"), CLEAN_HERE, ids=lambda v: v if isinstance(v, str) else "-".join(v)
+)
+def test_same_configuration_without_the_bug_passes(
+    scenario: str, args: tuple[str, ...], run_ci: Any, request: pytest.FixtureRequest
+) -> None:
+    control = next(c for c in CONTROLS if c.config == (scenario, args))
+    run = run_ci(control.experiment, _servers(control.private, request), *args)
+    assert run.metrics["injected_bugs"] == []
+    run.passed(*(c.criterion for c in CONTROLS if c.config == (scenario, args)))
+    assert run.code == 0
+
+
+def test_every_known_bug_has_a_control_and_every_clean_run_exists() -> None:
+    from service.bugs import KNOWN_BUGS
+
+    assert sorted(c.bug.split(":")[0] for c in CONTROLS) == sorted(KNOWN_BUGS)
+    for control in CONTROLS:
+        if control.clean == "here":
+            continue
+        path, name = control.clean.split("::")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert callable(getattr(module, name, None)), control.clean
+        # The named clean test runs the experiment with its default options.
+        assert control.args == (), control
