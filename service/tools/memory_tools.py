@@ -10,7 +10,7 @@ from service.bugs import bugs_of
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, database, seen_version
+from service.tools.store_access import bump_version, check_writable, database, seen_version
 
 MAX_CONTENT_CHARS = 10_000
 MAX_QUERY_CHARS = 2_000
@@ -73,6 +73,7 @@ class RecallMemoryArgs(ToolArgs):
 async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any]:
     """Embed and insert one memory into the caller's namespace."""
     namespace = resolve_namespace(ctx, args.namespace)
+    check_writable(ctx)
     embedding = await ctx.services.embedder.embed(args.content)
     store = MemoryStore(database(ctx))
     late_ms = bugs_of(ctx.services).ack_before_commit_ms

@@ -16,23 +16,28 @@ def database(ctx: CallContext) -> Database:
     return db
 
 
+def check_writable(ctx: CallContext) -> None:
+    """Before a write touches the database: strict mode refuses one the cache could not announce
+    (-32002 `cache_unavailable`, `applied: false`)."""
+    cache = ctx.services.cache
+    if cache is not None:
+        cache.check_writable()
+
+
 async def bump_version(
     ctx: CallContext, reason: str, namespace: str | None = None, *, shared: bool = False
 ) -> int | None:
     """After a committed write: advance the namespace generation so cached answers drop.
 
     A shared memory is visible from every namespace, so it also bumps the global generation
-    that every cached answer depends on.
+    that every cached answer depends on. If Redis fails now, strict mode raises -32002 with
+    `applied: true` and eventual mode returns None; the bump stays pending (service/cache/link.py).
     """
     cache = ctx.services.cache
     if cache is None:
         return None
-    # The row is already committed: with Redis down, failing the call would invite a duplicate
-    # retry, so prefer the variant that flushes this instance's L1 and returns None instead.
-    bump = getattr(cache, "bump_generation_or_flush_local", None) or cache.bump_generation
-    if shared:
-        await bump(GLOBAL_NAMESPACE, reason=reason)
-    return await bump(namespace or ctx.namespace, reason=reason)
+    namespaces = [GLOBAL_NAMESPACE] if shared else []
+    return await cache.announce_write([*namespaces, namespace or ctx.namespace], reason)
 
 
 async def seen_version(ctx: CallContext, namespace: str | None = None) -> int | None:

@@ -9,7 +9,7 @@ from pydantic import Field
 from service.errors import InvalidParams
 from service.store.tasks import TaskStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, database, seen_version
+from service.tools.store_access import bump_version, check_writable, database, seen_version
 
 Status = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -47,6 +47,7 @@ class ListTasksArgs(ToolArgs):
 
 async def create_task(ctx: CallContext, args: CreateTaskArgs) -> dict[str, Any]:
     """Create a task owned by the caller's namespace."""
+    check_writable(ctx)
     task = await TaskStore(database(ctx)).create(
         ctx.namespace, ctx.agent_id, args.title, args.description, args.priority, args.status
     )
@@ -60,6 +61,7 @@ async def update_task(ctx: CallContext, args: UpdateTaskArgs) -> dict[str, Any]:
     )
     if not changes:
         raise InvalidParams("update_task needs at least one field to change", field="params")
+    check_writable(ctx)
     task = await TaskStore(database(ctx)).update(
         ctx.namespace, args.task_id, changes, expected_version=args.expected_version
     )
