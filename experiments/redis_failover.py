@@ -65,12 +65,25 @@ QUERIES = (
 #: Namespace-scoped infrastructure patterns (a memory pattern may have been demoted by the
 #: outage's timeouts and answered by the LLM, uncached).
 RECOVERY_QUERIES = ("who am I", "show cache statistics")
-#: Per scale: load requests per agent, rows before the fault, rows answered during the outage.
-SIZES = {
-    # Paced: 300 agents on 2 shared cores; a burst of memory patterns alone times them out.
-    "ci": {"requests": 8, "before": 300, "during": 400, "think_ms": (300, 1200)},
-    "laptop": {"requests": 12, "before": 800, "during": 1200, "think_ms": (100, 400)},
-    "cloud": {"requests": 20, "before": 5000, "during": 8000, "think_ms": (100, 400)},
+#: Per scale: agents (None: the preset's), load requests per agent, think time, rows before the
+#: fault, rows answered during the outage.
+SIZES: dict[str, dict[str, Any]] = {
+    # 90 agents on 2 shared cores: 300 at once time memory patterns out before any fault.
+    "ci": {"agents": 90, "requests": 10, "think_ms": (200, 800), "before": 150, "during": 250},
+    "laptop": {
+        "agents": None,
+        "requests": 12,
+        "think_ms": (100, 400),
+        "before": 800,
+        "during": 1200,
+    },
+    "cloud": {
+        "agents": None,
+        "requests": 20,
+        "think_ms": (100, 400),
+        "before": 5000,
+        "during": 8000,
+    },
 }
 #: Success during the outage, per fault kind (%): a paused Redis holds the requests in flight
 #: when it froze until a socket timeout ends them.
@@ -165,6 +178,9 @@ class RedisFailoverExperiment(Experiment):
 
     def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
         return {"TMWS_CACHE_MODE": args.cache_mode}
+
+    def agent_count(self, args: argparse.Namespace) -> int | None:
+        return SIZES.get(args.scale, SIZES["laptop"])["agents"]  # type: ignore[no-any-return]
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         plan = plan_outages(run, args)
@@ -274,20 +290,21 @@ class RedisFailoverExperiment(Experiment):
 
 #: The coherency checker's evidence gates, judged on the rows outside the outages.
 GATES = ("checkable_reads", "versioned_writes", "content_checkable_reads")
-#: Evidence minimums at this load (ci: ~4800 load rows, ~280 tracked stores).
+#: Evidence minimums at this load (ci: 2 × 900 load rows, ~50 tracked stores per outage).
 NEEDS = Needs(stale_pairs=20, own_writes=1, session_pairs=20, content_pairs=20, content_reads=20)
 
 
 def outside_outages(table: pa.Table, outages: Any) -> pa.Table:
-    """Rows sent outside every outage window (fault applied → every instance reconnected)."""
+    """Rows wholly outside every outage window (fault applied → every instance reconnected): a
+    request still in flight when the fault began is answered degraded, by design."""
     for outage in outages:
         start = outage["t_applied_ns"]
         end = outage["t_reconnected_ns"] or outage["t_healed_ns"]
         if start is None or end is None:
             continue
-        sent = table.column("t_send_ns")
-        keep = pc.or_(pc.less(sent, start), pc.greater_equal(sent, end))
-        table = table.filter(keep)
+        before = pc.less(table.column("t_recv_ns"), start)
+        after = pc.greater_equal(table.column("t_send_ns"), end)
+        table = table.filter(pc.or_(before, after))
     return table
 
 
@@ -299,7 +316,10 @@ def _judge_outage(
     start = outage["t_noticed_ns"] or outage["t_applied_ns"]
     during = cache_rows.between(table, start, outage["t_heal_ns"])
     ok = during.filter(pc.equal(during.column("success"), True))
-    rate = metrics.success_rate(during)
+    # The plan's "execution succeeds without Redis": pattern executions. A write may be refused
+    # by design while Redis cannot announce it (-32002 cache_unavailable, applied=false).
+    executions = cache_rows.rows_of(during, method="execute_pattern")
+    rate = metrics.success_rate(executions)
     threshold = SUCCESS_DURING[kind]
     reports = [outage["probe"]]
     cached = Visibility.of(reports, "pattern", instances)
@@ -335,9 +355,11 @@ def _judge_outage(
             f"success_during_outage_{kind}",
             None if rate is None else 100.0 * rate,
             threshold,
-            evidence=Evidence("requests sent during the outage", during.num_rows, MIN_OUTAGE_ROWS),
+            evidence=Evidence(
+                "pattern executions sent during the outage", executions.num_rows, MIN_OUTAGE_ROWS
+            ),
             unit="%",
-            description="requests sent during the outage that succeeded",
+            description="pattern executions sent during the outage that succeeded",
             section=SECTION,
         ),
         checks.at_least(
@@ -387,6 +409,9 @@ def _judge_outage(
         "reconnect_s": seconds(outage["t_healed_ns"], outage["t_reconnected_ns"]),
         "rows_during_outage": during.num_rows,
         "success_rate_during_outage": rate,
+        "writes_during_outage": cache_rows.count_by(
+            cache_rows.rows_of(during, method="store_memory"), "error_reason"
+        ),
         "degraded_during_outage": _count(during, degraded=True),
         "l1_hits_during_outage": _count(during, cache_tier="l1"),
         "timeouts_by_second": _timeouts_by_second(table, outage["t_applied_ns"]),
