@@ -1,5 +1,7 @@
 """Acknowledged writes must survive a fault: marked writes, and the reads after recovery that must
-include them (Jepsen's `set-full`, as far as a driver can take it without content columns).
+include them — the driver's own small `set-full` check, beside the content checker over the
+swarms' tracked rows (analysis/content.py): it primes a cached answer on every instance first, so
+a write the cache never heard of shows up as a stale cached answer.
 
 One `WriteProbe` owns one fresh namespace (a driver agent of its own) and one memory query
 routed to a namespace-scoped memory pattern:

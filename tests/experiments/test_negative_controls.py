@@ -10,6 +10,7 @@ test runs clean are run here once each (`CLEAN_HERE`).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,25 @@ CONTROLS: tuple[Control, ...] = (
 CLEAN_HERE = sorted({c.config for c in CONTROLS if c.clean == "here"})
 
 
+@pytest.fixture(scope="module")
+def shared_ray() -> Iterator[None]:
+    """One local Ray for the whole matrix: each run reuses it instead of starting and stopping
+    its own (~10 s a run); every run still starts and stops its own actors."""
+    import ray
+
+    from cluster.ray_connect import connect
+    from cluster.topology import load_preset
+
+    if ray.is_initialized():
+        yield
+        return
+    connection = connect(num_cpus=load_preset("ci").local_num_cpus)
+    try:
+        yield
+    finally:
+        connection.shutdown()
+
+
 def _servers(control_private: bool, request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("private_infra" if control_private else "infra")
 
@@ -114,7 +134,7 @@ def _servers(control_private: bool, request: pytest.FixtureRequest) -> Any:
 @pytest.mark.slow
 @pytest.mark.parametrize("control", CONTROLS, ids=lambda c: c.bug.split(":")[0])
 def test_injected_bug_is_caught(
-    control: Control, run_ci: Any, request: pytest.FixtureRequest
+    control: Control, run_ci: Any, request: pytest.FixtureRequest, shared_ray: None
 ) -> None:
     run = run_ci(
         control.experiment,
@@ -134,7 +154,11 @@ def test_injected_bug_is_caught(
     ("scenario", "args"), CLEAN_HERE, ids=lambda v: v if isinstance(v, str) else "-".join(v)
 )
 def test_same_configuration_without_the_bug_passes(
-    scenario: str, args: tuple[str, ...], run_ci: Any, request: pytest.FixtureRequest
+    scenario: str,
+    args: tuple[str, ...],
+    run_ci: Any,
+    request: pytest.FixtureRequest,
+    shared_ray: None,
 ) -> None:
     control = next(c for c in CONTROLS if c.config == (scenario, args))
     run = run_ci(control.experiment, _servers(control.private, request), *args)
