@@ -45,6 +45,8 @@ from experiments.runner import Outcome as Verdict
 from experiments.support.acked_writes import (
     Visibility,
     WriteProbe,
+    baseline_criteria,
+    baseline_probe,
     memory_route,
     visibility_criterion,
 )
@@ -151,6 +153,15 @@ class DbRecoveryExperiment(Experiment):
         }
         try:
             asyncio.run(self._probe(run, log, agent, "before", seed=True))
+            facts["baseline"] = asyncio.run(
+                baseline_probe(
+                    log,
+                    [i.ws_url for i in run.instance_infos],
+                    f"{agent}-base",
+                    f"{agent}-stranger",
+                    f"db baseline {run.run_id}",
+                )
+            )
             load = sized(LOAD, scale_name(run))
             for kind in plan.kinds:
                 facts["outages"][kind] = self._outage(run, plan.injector, kind, load, log, agent)
@@ -302,6 +313,7 @@ class DbRecoveryExperiment(Experiment):
             found += skipped_criteria(OUTAGE_CRITERIA, kind, reason, section=SECTION)
         numbers: dict[str, Any] = {"faults": facts.get("faults", [])}
         instances = len(set(pc.drop_null(table.column("instance_id")).to_pylist()))
+        found += baseline_criteria(facts["baseline"], instances, section=SECTION)
         for kind, outage in facts["outages"].items():
             judged, numbers[kind] = _judge_outage(table, kind, outage, instances, args.scale)
             found += judged

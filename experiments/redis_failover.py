@@ -44,7 +44,13 @@ from analysis.coherency import Needs, check_coherency
 from cluster.run import ClusterRun, PhaseHandle, RunResult
 from experiments import cache_rows
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
-from experiments.support.acked_writes import Visibility, WriteProbe, visibility_criterion
+from experiments.support.acked_writes import (
+    Visibility,
+    WriteProbe,
+    baseline_criteria,
+    baseline_probe,
+    visibility_criterion,
+)
 from experiments.support.driver import DriverLog
 from experiments.support.outages import (
     add_outage_arguments,
@@ -197,6 +203,19 @@ class RedisFailoverExperiment(Experiment):
         }
         run.phase("warmup", {**workload(len(QUERIES), (0, 0)), "mix": {"execute_pattern": 1}})
         try:
+            settle = (
+                (args.staleness_bound_ms or 0.0) / 1000.0 if args.cache_mode == "eventual" else 0
+            )
+            facts["baseline"] = asyncio.run(
+                baseline_probe(
+                    log,
+                    [i.ws_url for i in run.instance_infos],
+                    f"{run.run_id}-base",
+                    f"{run.run_id}-stranger",
+                    f"baseline drill {run.run_id}",
+                    settle_s=settle,
+                )
+            )
             for kind in plan.kinds:
                 facts["outages"][kind] = self._outage(run, plan.injector, kind, size, log)
             if not plan.kinds:
@@ -264,6 +283,11 @@ class RedisFailoverExperiment(Experiment):
             judged, numbers = _judge_outage(table, kind, outage, instances)
             found += judged
             extra[kind] = numbers
+        # Eventual mode without a stated bound promises no time by which a write is visible.
+        bounded_visibility = args.cache_mode == "strict" or args.staleness_bound_ms is not None
+        found += baseline_criteria(
+            facts["baseline"], instances, section=SECTION, visibility_critical=bounded_visibility
+        )
         recovery = cache_rows.rows_of(table, phases=["recovery"])
         found += _recovery_criteria(recovery)
         found.append(_propagation_criterion(facts, args))

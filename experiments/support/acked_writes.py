@@ -20,6 +20,7 @@ probe writes at most `limit` markers, so the pattern's top-`limit` recall can ho
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -151,31 +152,42 @@ class WriteProbe:
                         f"prime on {session.instance_id}: {call.outcome.error_reason}"
                     )
 
+    async def write_one(self) -> MarkedWrite:
+        """One marked memory through the first instance only."""
+        async with self._sessions() as sessions:
+            return await self._write_through(sessions[0])
+
+    async def ask(self) -> list[tuple[str, Call]]:
+        """The probe's query on every instance, cache on: (instance id, call) each."""
+        async with self._sessions() as sessions:
+            return [(s.instance_id, await self._pattern(s, self.phase)) for s in sessions]
+
     async def write(self) -> list[MarkedWrite]:
         """One marked memory through every instance, concurrently; returns the writes."""
         room = PATTERN_LIMIT - len(self.report.writes)
         if room < len(self.ws_urls):
             raise ValueError(f"a probe holds at most {PATTERN_LIMIT} markers (top-k of recall)")
 
-        async def one(session: WsClient) -> MarkedWrite:
-            marker = f"mk{uuid.uuid4().hex[:12]}"
-            call = await self.log.call(
-                session,
-                "store_memory",
-                {"content": f"{self.topic}: {marker} stored during the fault"},
-                phase=f"{self.phase}-write",
-                key=self.query,
-                timeout_s=CALL_TIMEOUT_S,
-            )
-            outcome, error = write_outcome(call)
-            return MarkedWrite(
-                marker, session.instance_id, self.phase, outcome,
-                call.row["t_send_ns"], call.row["t_recv_ns"], error,
-            )  # fmt: skip
-
         async with self._sessions() as sessions:
-            made = list(await asyncio.gather(*(one(s) for s in sessions)))
-        self.report.writes += made
+            return list(await asyncio.gather(*(self._write_through(s) for s in sessions)))
+
+    async def _write_through(self, session: WsClient) -> MarkedWrite:
+        """One marked memory through `session`'s instance (kept in the report)."""
+        marker = f"mk{uuid.uuid4().hex[:12]}"
+        call = await self.log.call(
+            session,
+            "store_memory",
+            {"content": f"{self.topic}: {marker} stored by the {self.phase} probe"},
+            phase=f"{self.phase}-write",
+            key=self.query,
+            timeout_s=CALL_TIMEOUT_S,
+        )
+        outcome, error = write_outcome(call)
+        made = MarkedWrite(
+            marker, session.instance_id, self.phase, outcome,
+            call.row["t_send_ns"], call.row["t_recv_ns"], error,
+        )  # fmt: skip
+        self.report.writes.append(made)
         return made
 
     async def verify(self) -> ProbeReport:
@@ -291,3 +303,74 @@ def visibility_criterion(
         description="an acknowledged write is never lost",
         section=section,
     )
+
+
+async def baseline_probe(
+    log: DriverLog,
+    ws_urls: Sequence[str],
+    owner: str,
+    stranger: str,
+    topic: str,
+    *,
+    settle_s: float = 0.0,
+) -> dict[str, Any]:
+    """Before any fault: a write through one instance is in every instance's cached answer, and
+    never in another namespace's answer to the same query.
+
+    `owner` primes the query on every instance, stores one marked memory through the first,
+    waits `settle_s` (eventual mode's stated bound) and reads on every instance; `stranger`, a
+    namespace of its own, then asks the same query everywhere (its answers must not show the
+    marker). Returns the owner's report plus `foreign` (the stranger's answers that showed it)
+    and `stranger_reads`.
+    """
+    probe = WriteProbe(log, ws_urls, owner, topic, "baseline")
+    await probe.prime()
+    made = await probe.write_one()
+    if settle_s:
+        # Eventual mode promises visibility within its bound, not at once.
+        await asyncio.sleep(settle_s)
+    await probe.verify()
+    stranger_probe = WriteProbe(log, ws_urls, stranger, topic, "baseline-stranger")
+    foreign: list[str] = []
+    reads = 0
+    for instance, call in await stranger_probe.ask():
+        if not call.ok:
+            probe.report.read_errors.append(f"stranger on {instance}: {call.outcome.error_reason}")
+            continue
+        reads += 1
+        if _includes((call.result or {}).get("result"), made.marker):
+            foreign.append(f"{made.marker} in {stranger}'s answer on {instance}")
+    return {**probe.report.to_dict(), "foreign": foreign, "stranger_reads": reads}
+
+
+def baseline_criteria(
+    report: dict[str, Any], instances: int, *, section: str, visibility_critical: bool = True
+) -> list[Criterion]:
+    """The no-fault baseline of `baseline_probe`: the write visible on every instance's cached
+    answer, and the same query in another namespace never showing it."""
+    vis = Visibility.of([report], "pattern", instances)
+    foreign = report["foreign"]
+    return [
+        dataclasses.replace(
+            visibility_criterion(
+                "acked_writes_visible_across_instances",
+                vis,
+                [report],
+                "cached",
+                evidence=Evidence("acknowledged writes before any fault", vis.acked, 1),
+                section=section,
+            ),
+            critical=visibility_critical,
+        ),
+        checks.holds(
+            "namespace_isolation",
+            not foreign,
+            measured="; ".join(foreign) or "no answer showed another namespace's memory",
+            expectation="an answer never includes another namespace's memory",
+            evidence=Evidence(
+                "another namespace's answers to the same query", report["stranger_reads"], instances
+            ),
+            description="the same query in two namespaces: each answer from its own memories",
+            section=section,
+        ),
+    ]

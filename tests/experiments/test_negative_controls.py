@@ -52,32 +52,40 @@ EVENTUAL_PAUSE = (
     "pause",
 )
 
+#: PostgreSQL stopped once: the cheapest run with a no-fault baseline (a write through one
+#: instance, then every instance's cached answer, then another namespace's) and acknowledged
+#: writes checked across a real outage.
+DB_STOP = ("--fault-mode", "stop")
+
 CONTROLS: tuple[Control, ...] = (
     Control(
         "skip-publish",
-        "coherency",
-        (),
-        "no_stale_reads",
-        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+        "db_recovery",
+        DB_STOP,
+        "acked_writes_visible_across_instances",
+        "here",
+        private=True,
     ),
     Control(
         "skip-generation-check",
-        "coherency",
-        (),
-        "no_stale_reads",
-        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+        "db_recovery",
+        DB_STOP,
+        "acked_writes_visible_across_instances",
+        "here",
+        private=True,
     ),
     Control(
         "shared-l2-across-namespaces",
-        "coherency",
-        (),
-        "monotonic_reads",
-        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
+        "db_recovery",
+        DB_STOP,
+        "namespace_isolation",
+        "here",
+        private=True,
     ),
     Control(
         "ack-before-commit:2000",
         "db_recovery",
-        ("--fault-mode", "stop"),
+        DB_STOP,
         "acked_writes_durable_stop",
         "here",
         private=True,
