@@ -14,25 +14,9 @@ Model (see ../shared/DESIGN.md, "Cache coherency model"):
   propagation delay) but only while the link is healthy; otherwise it checks like strict.
   L2 hits are always compared with the current generations (same round trip as the GET).
 
-Faults (the rule, issue 9; details in `link.py`): a write whose bump fails must not leave any
-tier able to serve an answer older than it without saying so.
-- Strict: a write is acknowledged only after its bump succeeded. With the breaker open (or
-  the link not yet recovered) it is refused before the database is touched (-32002
-  `cache_unavailable`, `applied: false`); a bump that fails after the commit answers -32002
-  `applied: true` and stays pending. Strict mode therefore never serves a stale read outside
-  answers marked `degraded`.
-- Eventual: writes are acknowledged; failed bumps stay pending. Staleness bound after an
-  acknowledged write: the pub/sub propagation delay while Redis is healthy; otherwise the
-  outage, plus the writer's recovery (listener backoff <= 1 s + one round trip per pending
-  bump), plus propagation. If the writer dies before Redis returns, every other instance that
-  saw the outage fences L2 with a "*" bump when it recovers; failing that, the entry's TTL.
-- Recovery after any loss (breaker opened, listener lost, PING unanswered — a paused Redis
-  is noticed within ping interval + timeout, 1.5 s): pending bumps, the "*" fence, L1 flush,
-  and only then non-degraded answers. An answer is `degraded` unless the link was healthy when
-  its request started and stayed so (same epoch) until it returned.
-
-Busy pool: requests wait up to `redis_pool_timeout_s` for a connection, then get -32003
-`redis_pool_exhausted`; that never opens the breaker (`client.py`).
+Faults: the rule is written down in the package docstring (`service/cache/__init__.py`); the
+link state and recovery live in `link.py`, the bounded pool in `client.py`, the miss path in
+`fill.py`.
 
 Injected bugs (service/bugs.py, negative controls only), each switched at one place:
 `skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
@@ -53,10 +37,11 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.bugs import InjectedBugs
 from service.cache.client import (
@@ -66,40 +51,28 @@ from service.cache.client import (
     pool_stats,
     redis_client,
 )
+from service.cache.fill import Compute, Filler
 from service.cache.generations import Generations, GenerationStore, InvalidationMessage
 from service.cache.invalidation import InvalidationListener
 from service.cache.keys import result_key
 from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache, L1Entry
-from service.cache.l2 import Envelope, L2Store, new_envelope
+from service.cache.l2 import Envelope, L2Store
 from service.cache.link import RedisLink
+from service.cache.result import CacheResult
 from service.cache.singleflight import FillWaiters, LocalFlights, RedisLock
 from service.config import CacheSettings
-from service.errors import CacheUnavailable, InternalError
+from service.errors import CacheUnavailable
 from service.resilience.breaker import BreakerState, CircuitBreaker
+from service.resilience.lag import DEFAULT_STALL_S, LoopMonitor
 from service.resilience.retry import Backoff
 
 __all__ = ["REDIS_FAILURES", "CacheResult", "CoherentCache", "redis_client"]
 
-Tier = Literal["l1", "l2", "none"]
-Compute = Callable[[], Awaitable[dict[str, Any]]]
 
 DEFAULT_LOCK_TTL_S = 6.0  # above the 5 s execution ceiling, so a live holder keeps its lock
 DEFAULT_POLL_S = 0.1
 DEFAULT_BREAKER_RESET_S = 1.0
 DEFAULT_STARTUP_WAIT_S = 2.0
-
-
-@dataclass(frozen=True)
-class CacheResult:
-    """What a lookup returned; `generation`/`global_generation` are what the value belongs to."""
-
-    value: dict[str, Any]
-    hit: bool
-    tier: Tier
-    generation: int | None
-    degraded: bool
-    key: str = ""
-    global_generation: int | None = None
 
 
 class CoherentCache:
@@ -132,6 +105,7 @@ class CoherentCache:
         self._lock = RedisLock(data, instance_id, lock_ttl_s)
         self._flights: LocalFlights[CacheResult] = LocalFlights()
         self._waiters = FillWaiters()
+        self._lag = LoopMonitor()
         self._breaker = CircuitBreaker(
             "redis",
             error_cls=CacheUnavailable,
@@ -139,6 +113,7 @@ class CoherentCache:
             failure_threshold=2,
             reset_timeout_s=breaker_reset_s,
             on_open=lambda reason: self._link.lost(f"breaker opened: {reason}"),
+            excuse=self._stalled_here,
         )
         self._link = RedisLink(
             self._gens,
@@ -156,6 +131,7 @@ class CoherentCache:
             on_lost=self._on_lost,
             on_tick=self._on_tick,
             backoff=Backoff(retry_on=REDIS_FAILURES, initial_s=0.05, max_s=1.0),
+            stalled_since=self._lag.stalled_since,
         )
         self._gen_event = asyncio.Event()
         self._delays_ms: collections.deque[float] = collections.deque(maxlen=1000)
@@ -165,9 +141,25 @@ class CoherentCache:
                 "invalidations_received", "bumps", "local_flushes", "reconnects", "l1_flushes",
                 "l1_flushed_entries", "pubsub_failures", "degraded_serves", "degraded_computes",
                 "singleflight_waits", "lock_fallbacks", "stored_stale", "l2_corrupt",
+                "stall_retries",
             ),
             0,
         )  # fmt: skip
+        self._filler = Filler(
+            l1=self._l1,
+            l2=self._l2,
+            gens=self._gens,
+            lock=self._lock,
+            waiters=self._waiters,
+            call=self._breaker.call,
+            read=self._read,
+            accept=self._accept_l2,
+            degraded=lambda: self.degraded,
+            counters=self.counters,
+            instance_id=instance_id,
+            lock_ttl_s=lock_ttl_s,
+            poll_s=poll_s,
+        )
 
     @classmethod
     async def start(
@@ -205,6 +197,7 @@ class CoherentCache:
             breaker_reset_s=breaker_reset_s,
             bugs=bugs,
         )
+        cache._lag.start()
         cache._listener.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(startup_wait_s):
@@ -240,10 +233,10 @@ class CoherentCache:
             if served is not None:
                 return served
         try:
-            gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
+            gens, payload = await self._read(self._gens.lookup, namespace, key)
         except CacheUnavailable:
             return await self._shared(
-                key, lambda: self._compute_degraded(namespace, key, compute, ttl_s, epoch)
+                key, lambda: self._filler.compute_degraded(namespace, key, compute, ttl_s, epoch)
             )
         self._observe(namespace, gens)
         if payload is not None:
@@ -254,7 +247,7 @@ class CoherentCache:
         # after a newer write: joiners share an in-flight fill only for the same generations.
         flight = f"{key}@{gens.namespace}:{gens.global_}"
         return await self._shared(
-            flight, lambda: self._fill(namespace, key, gens, compute, ttl_s, epoch)
+            flight, lambda: self._filler.fill(namespace, key, gens, compute, ttl_s, epoch)
         )
 
     async def _shared(self, key: str, factory: Callable[[], Awaitable[CacheResult]]) -> CacheResult:
@@ -275,7 +268,7 @@ class CoherentCache:
                 return None
             return self._l1_result(key, entry, self.degraded)
         try:
-            gens = await self._breaker.call(self._gens.read, entry.namespace)
+            gens = await self._read(self._gens.read, entry.namespace)
         except CacheUnavailable:
             # Redis is gone: the last answer we have beats no answer; say so.
             self.counters["degraded_serves"] += 1
@@ -312,111 +305,6 @@ class CoherentCache:
             value, True, "l2", env.generation, self.degraded, key, env.global_generation
         )
 
-    # ------------------------------------------------------------- the fill
-
-    async def _fill(
-        self,
-        namespace: str,
-        key: str,
-        gens: Generations,
-        compute: Compute,
-        ttl_s: float,
-        epoch: int,
-    ) -> CacheResult:
-        """Compute under the cross-instance lock, or wait for the instance that holds it."""
-        try:
-            outcome = await self._acquire_or_wait(namespace, key, gens, ttl_s, epoch)
-        except CacheUnavailable:
-            return await self._compute_degraded(namespace, key, compute, ttl_s, epoch)
-        if isinstance(outcome, CacheResult):
-            return outcome
-        token, gens = outcome
-        return await self._compute_and_store(namespace, key, gens, compute, ttl_s, token, epoch)
-
-    async def _acquire_or_wait(
-        self, namespace: str, key: str, gens: Generations, ttl_s: float, epoch: int
-    ) -> CacheResult | tuple[str | None, Generations]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lock_ttl_s
-        waited = False
-        while True:
-            token = await self._breaker.call(self._lock.acquire, key)
-            if token is not None or loop.time() >= deadline:
-                if token is None:
-                    # Holder silent past the lock's TTL and the lock is still held (a new
-                    # holder?): stop waiting and compute ourselves; correctness does not need it.
-                    self.counters["lock_fallbacks"] += 1
-                if waited:
-                    gens = await self._breaker.call(self._gens.read, namespace)
-                return token, gens
-            if not waited:
-                self.counters["singleflight_waits"] += 1
-                waited = True
-            await self._waiters.wait(key, min(self._poll_s, max(0.0, deadline - loop.time())))
-            now_gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
-            if payload is not None:
-                hit = self._accept_l2(namespace, key, payload, now_gens, ttl_s, epoch)
-                if hit is not None:
-                    return hit
-
-    async def _compute_and_store(
-        self,
-        namespace: str,
-        key: str,
-        gens: Generations,
-        compute: Compute,
-        ttl_s: float,
-        token: str | None,
-        epoch: int,
-    ) -> CacheResult:
-        try:
-            value = await compute()
-        except BaseException:
-            if token is not None:
-                await self._release_quietly(key, token)
-            raise
-        self.counters["computes"] += 1
-        value_json = _encode(value)
-        env = new_envelope(value_json, gens, self.instance_id)
-        degraded = False
-        try:
-            stored = await self._breaker.call(
-                self._l2.store_if_current, key, namespace, env, ttl_s, token
-            )
-        except CacheUnavailable:
-            stored, degraded = False, True
-        if stored:
-            self._l1.put(key, value_json, namespace, gens.namespace, gens.global_, ttl_s, epoch)
-        elif not degraded:
-            # A bump landed while we computed: the answer goes to our caller only.
-            self.counters["stored_stale"] += 1
-        return CacheResult(
-            value, False, "none", gens.namespace, degraded or self.degraded, key, gens.global_
-        )
-
-    async def _compute_degraded(
-        self, namespace: str, key: str, compute: Compute, ttl_s: float, epoch: int
-    ) -> CacheResult:
-        """Redis unusable: compute here, keep it in L1 only (flushed when Redis returns)."""
-        value = await compute()
-        self.counters["computes"] += 1
-        self.counters["degraded_computes"] += 1
-        self._l1.put(
-            key,
-            _encode(value),
-            namespace,
-            self._l1.known_generation(namespace),
-            self._l1.known_generation(GLOBAL_NAMESPACE),
-            ttl_s,
-            epoch,
-        )
-        return CacheResult(value, False, "none", None, True, key)
-
-    async def _release_quietly(self, key: str, token: str) -> None:
-        note = json.dumps({"key": key, "instance": self.instance_id, "g": None})
-        with contextlib.suppress(CacheUnavailable):
-            await self._breaker.call(self._lock.release, key, token, note)
-
     # ---------------------------------------------------------------- writes
 
     def check_writable(self) -> None:
@@ -448,10 +336,28 @@ class CoherentCache:
     async def generation(self, namespace: str) -> int | None:
         """Current generation of `namespace` ("*" = global), or None when Redis is down."""
         try:
-            gens = await self._breaker.call(self._gens.read, namespace)
+            gens = await self._read(self._gens.read, namespace)
         except CacheUnavailable:
             return None
         return gens.global_ if namespace == GLOBAL_NAMESPACE else gens.namespace
+
+    # ------------------------------------------------------- Redis round trips
+
+    async def _read(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """A read-only Redis call, tried once more if it only failed because our loop stalled."""
+        excused = self._breaker.counts["excused"]
+        try:
+            return await self._breaker.call(fn, *args)
+        except CacheUnavailable:
+            if self._breaker.counts["excused"] == excused:
+                raise
+            self.counters["stall_retries"] += 1
+            return await self._breaker.call(fn, *args)
+
+    def _stalled_here(self, exc: BaseException, started: float) -> bool:
+        # A read timed out while this process's loop did not run: not Redis's fault.
+        timeout = isinstance(exc, RedisTimeoutError | TimeoutError)
+        return timeout and self._lag.stalled_since(started) >= DEFAULT_STALL_S
 
     # ------------------------------------------------------------- listener
 
@@ -560,6 +466,7 @@ class CoherentCache:
             "redis_pool": pool_stats(self._data),
             "pubsub_pings": self._listener.pings,
             "pubsub_pings_unanswered": self._listener.pings_unanswered,
+            "loop_stall_longest_s": round(self._lag.longest_s, 3),
             "l1_size": len(self._l1),
             "l1_max_entries": self._l1.max_entries,
             "l1_evictions": self._l1.evictions,
@@ -571,13 +478,7 @@ class CoherentCache:
     async def close(self) -> None:
         """Stop the listener and close both Redis clients."""
         await self._listener.close()
+        await self._lag.close()
         for client in (self._data, self._pubsub_client):
             with contextlib.suppress(*REDIS_FAILURES):
                 await client.aclose()
-
-
-def _encode(value: dict[str, Any]) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InternalError(f"cached value is not JSON-serialisable: {exc}") from exc

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
@@ -31,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.cache.generations import InvalidationMessage
 from service.cache.keys import FILLED_CHANNEL, INVALIDATE_CHANNEL
+from service.resilience.lag import DEFAULT_STALL_S as STALL_S
 from service.resilience.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class InvalidationListener:
         ping_interval_s: float = DEFAULT_PING_INTERVAL_S,
         ping_timeout_s: float = DEFAULT_PING_TIMEOUT_S,
         subscribe_timeout_s: float = DEFAULT_SUBSCRIBE_TIMEOUT_S,
+        stalled_since: Callable[[float], float] | None = None,
     ) -> None:
         self._client = client
         self._on_invalidate = on_invalidate
@@ -89,6 +92,8 @@ class InvalidationListener:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._subscribe_timeout_s = subscribe_timeout_s
+        #: How long our own loop stalled since a time.monotonic() stamp (see resilience/lag.py).
+        self._stalled_since = stalled_since or (lambda _since: 0.0)
         self.state = ListenerState.CONNECTING
         self.subscribed = asyncio.Event()
         self.disconnected = asyncio.Event()
@@ -155,15 +160,16 @@ class InvalidationListener:
                     self._dispatch(msg)
 
     async def _pump(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
+        heard = time.monotonic()
         ping_sent: float | None = None
         while not self._closing.is_set():
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll_s)
-            now = loop.time()
+            now = time.monotonic()
             if msg is not None:
                 heard, ping_sent = now, None  # any traffic proves the connection alive
                 self._dispatch(msg)
+            elif ping_sent is not None and self._stalled_since(ping_sent) >= STALL_S:
+                ping_sent = now  # our loop stalled, not Redis: give the PONG a fresh deadline
             elif ping_sent is not None and now - ping_sent > self._ping_timeout_s:
                 self.pings_unanswered += 1
                 raise PingUnanswered(

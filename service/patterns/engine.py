@@ -311,7 +311,8 @@ class PatternEngine:
         outcome: _Outcome | None = None,
         error: TMWSError | None = None,
     ) -> None:
-        """Write the learning-record row; losing it must not fail the request it describes."""
+        """Queue the learning-record row (write-behind: waits at most ~0.1 s for its commit, then
+        it is retried until PostgreSQL takes it); it never fails the request it describes."""
         db = getattr(ctx.services, "db", None)
         if db is None:
             return

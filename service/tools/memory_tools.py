@@ -10,7 +10,13 @@ from service.bugs import bugs_of
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, check_writable, database, seen_version
+from service.tools.store_access import (
+    bump_version,
+    check_writable,
+    database,
+    seen_version,
+    write_outcome,
+)
 
 MAX_CONTENT_CHARS = 10_000
 MAX_QUERY_CHARS = 2_000
@@ -92,16 +98,17 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
         )
         return {**{k: row[k] for k in ("memory_id", "namespace", "shared", "created_at")},
                 "version_written": None}  # fmt: skip
-    row = await store.store(
-        namespace,
-        ctx.agent_id,
-        args.content,
-        embedding,
-        tags=args.tags,
-        importance=args.importance,
-        shared=args.shared,
-        metadata=args.metadata,
-    )
+    async with write_outcome(ctx, "store_memory", namespace, shared=args.shared):
+        row = await store.store(
+            namespace,
+            ctx.agent_id,
+            args.content,
+            embedding,
+            tags=args.tags,
+            importance=args.importance,
+            shared=args.shared,
+            metadata=args.metadata,
+        )
     version = await bump_version(ctx, "store_memory", namespace, shared=args.shared)
     return {
         "memory_id": row["memory_id"],

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from service.cache import GLOBAL_NAMESPACE
-from service.errors import DatabaseUnavailable
+from service.errors import DatabaseUnavailable, ExecutionTimeout
 from service.store.db import Database
 from service.tools.registry import CallContext
 
@@ -38,6 +42,25 @@ async def bump_version(
         return None
     namespaces = [GLOBAL_NAMESPACE] if shared else []
     return await cache.announce_write([*namespaces, namespace or ctx.namespace], reason)
+
+
+@asynccontextmanager
+async def write_outcome(
+    ctx: CallContext, reason: str, namespace: str | None = None, *, shared: bool = False
+) -> AsyncIterator[None]:
+    """Around a database write: if it ends with its outcome unknown (timed out, connection lost,
+    cancelled), announce it once the database answers again, since a paused server may still
+    commit it when it resumes (a bump without a write only costs a cache miss)."""
+    try:
+        yield
+    except (ExecutionTimeout, DatabaseUnavailable, asyncio.CancelledError) as exc:
+        db, cache = ctx.services.db, ctx.services.cache
+        refused = isinstance(exc, DatabaseUnavailable) and "breaker" in exc.data
+        if db is not None and cache is not None and not refused:
+            db.when_reachable(
+                lambda: bump_version(ctx, f"{reason} (outcome unknown)", namespace, shared=shared)
+            )
+        raise
 
 
 async def seen_version(ctx: CallContext, namespace: str | None = None) -> int | None:

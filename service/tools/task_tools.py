@@ -9,7 +9,13 @@ from pydantic import Field
 from service.errors import InvalidParams
 from service.store.tasks import TaskStore
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, check_writable, database, seen_version
+from service.tools.store_access import (
+    bump_version,
+    check_writable,
+    database,
+    seen_version,
+    write_outcome,
+)
 
 Status = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -48,9 +54,10 @@ class ListTasksArgs(ToolArgs):
 async def create_task(ctx: CallContext, args: CreateTaskArgs) -> dict[str, Any]:
     """Create a task owned by the caller's namespace."""
     check_writable(ctx)
-    task = await TaskStore(database(ctx)).create(
-        ctx.namespace, ctx.agent_id, args.title, args.description, args.priority, args.status
-    )
+    async with write_outcome(ctx, "create_task"):
+        task = await TaskStore(database(ctx)).create(
+            ctx.namespace, ctx.agent_id, args.title, args.description, args.priority, args.status
+        )
     return {"task": task, "version_written": await bump_version(ctx, "create_task")}
 
 
@@ -62,9 +69,10 @@ async def update_task(ctx: CallContext, args: UpdateTaskArgs) -> dict[str, Any]:
     if not changes:
         raise InvalidParams("update_task needs at least one field to change", field="params")
     check_writable(ctx)
-    task = await TaskStore(database(ctx)).update(
-        ctx.namespace, args.task_id, changes, expected_version=args.expected_version
-    )
+    async with write_outcome(ctx, "update_task"):
+        task = await TaskStore(database(ctx)).update(
+            ctx.namespace, args.task_id, changes, expected_version=args.expected_version
+        )
     return {"task": task, "version_written": await bump_version(ctx, "update_task")}
 
 
