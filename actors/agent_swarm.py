@@ -39,6 +39,9 @@ class AgentSwarm:
     def status(self) -> dict[str, Any]:
         return {**self._swarm.status(), "node_id": self._node_id}
 
+    def clock(self) -> int:
+        return self._swarm.clock()
+
     def drain(self) -> SwarmOutput:
         return self._swarm.drain()
 

@@ -93,8 +93,12 @@ class Directory:
 def classify_error(exc: BaseException) -> Outcome:
     """Map what a call raised to an outcome: server RpcError keeps its code; the rest are ours."""
     if isinstance(exc, RpcError):
+        applied = exc.data.get("applied") if isinstance(exc.data, dict) else None
         return Outcome(
-            error_code=exc.code, error_reason=exc.reason or "rpc_error", error_message=exc.message
+            error_code=exc.code,
+            error_reason=exc.reason or "rpc_error",
+            error_message=exc.message,
+            applied=applied if isinstance(applied, bool) else None,
         )
     if isinstance(exc, TimeoutError):
         return Outcome.client_failure(CLIENT_TIMEOUT, "no response within the request timeout")
@@ -175,19 +179,23 @@ class SimAgent:
         timeout_s: float,
         intended_ns: int | None = None,
     ) -> bool:
-        """Send one request and record exactly one row; returns the row's success."""
-        t_send = intended_ns if intended_ns is not None else time.time_ns()
+        """Send one request and record exactly one row; returns the row's success.
+
+        `intended_ns` (open loop) is the scheduled send time: latency is measured from it, and
+        the row keeps the actual send time beside it.
+        """
+        t_send = time.time_ns()
         session = SessionInfo(self.agent_id)
         outcome: Outcome
         try:
             outcome, session = await self._send(request, timeout_s)
         except asyncio.CancelledError:
             outcome = Outcome.client_failure(CLIENT_ERROR, "cancelled at the end of the phase")
-            self._record(phase, request, session, outcome, t_send)
+            self._record(phase, request, session, outcome, t_send, intended_ns)
             raise
         except Exception as exc:  # the row must exist whatever went wrong
             outcome = Outcome.client_failure(CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
-        self._record(phase, request, session, outcome, t_send)
+        self._record(phase, request, session, outcome, t_send, intended_ns)
         return outcome.success
 
     async def _send(self, request: RequestSpec, timeout_s: float) -> tuple[Outcome, SessionInfo]:
@@ -213,7 +221,13 @@ class SimAgent:
         return Outcome.ok(result), session
 
     def _record(
-        self, phase: str, request: RequestSpec, session: SessionInfo, outcome: Outcome, t_send: int
+        self,
+        phase: str,
+        request: RequestSpec,
+        session: SessionInfo,
+        outcome: Outcome,
+        t_send: int,
+        intended: int | None,
     ) -> None:
         self._recorder.record(
             phase=phase,
@@ -221,7 +235,8 @@ class SimAgent:
             session=session,
             outcome=outcome,
             t_send_ns=t_send,
-            t_recv_ns=max(time.time_ns(), t_send),
+            t_recv_ns=max(time.time_ns(), t_send, intended or 0),
+            t_intended_ns=intended,
         )
 
     async def close(self) -> None:
@@ -411,6 +426,10 @@ class Swarm:
             "reconnects": sum(a.reconnects for a in self.agents),
             "sessions": self.sessions_by_instance(),
         }
+
+    def clock(self) -> int:
+        """This swarm's wall clock (the driver measures its offset from it, `actors.clock`)."""
+        return time.time_ns()
 
     def drain(self) -> SwarmOutput:
         """Rows and histograms recorded since the last drain."""

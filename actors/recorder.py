@@ -37,12 +37,17 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What came back: a result mapping, or an error code with reason and message."""
+    """What came back: a result mapping, or an error code with reason and message.
+
+    `applied` is the server's word on a failed write (`data.applied`): False = refused and not
+    applied, True = applied despite the error, None = unknown (so possibly applied).
+    """
 
     result: Mapping[str, Any] | None = None
     error_code: int | None = None
     error_reason: str | None = None
     error_message: str | None = None
+    applied: bool | None = None
 
     @property
     def success(self) -> bool:
@@ -86,6 +91,37 @@ def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _recall_output(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The recall output inside a result: recall_memory itself, or the memory part of a memory
+    or hybrid pattern's answer (cached answers have the same shape); None when there is none."""
+    if isinstance(result.get("results"), list):
+        return result
+    inner = result.get("result")
+    if not isinstance(inner, Mapping):
+        return None
+    parts = inner.get("parts")
+    if isinstance(parts, Mapping):
+        inner = parts.get("memory")
+        if not isinstance(inner, Mapping) or not inner.get("ok", True):
+            return None
+    if inner.get("action") != "recall" or not isinstance(inner.get("output"), Mapping):
+        return None
+    output = inner["output"]
+    return output if isinstance(output.get("results"), list) else None
+
+
+def memories_seen(result: Mapping[str, Any]) -> list[str] | None:
+    """Ids of the memories an answer included, in its order; None when it shows no recall."""
+    output = _recall_output(result)
+    if output is None:
+        return None
+    return [
+        str(m["memory_id"])
+        for m in output["results"]
+        if isinstance(m, Mapping) and m.get("memory_id") is not None
+    ]
+
+
 def build_row(
     *,
     run_id: str,
@@ -96,9 +132,15 @@ def build_row(
     outcome: Outcome,
     t_send_ns: int,
     t_recv_ns: int,
+    t_intended_ns: int | None = None,
 ) -> dict[str, Any]:
-    """The history row for one request (pure)."""
+    """The history row for one request (pure).
+
+    `t_send_ns` is when the request really left; with `t_intended_ns` (open loop) latency is
+    measured from the intended time and the row's `t_send_ns` is that intended time.
+    """
     r: Mapping[str, Any] = outcome.result or {}
+    origin = t_send_ns if t_intended_ns is None else t_intended_ns
     version_seen = r.get("version", r.get("version_seen"))
     version_written = r.get("version_written")
     if version_written is None and request.op == "invalidate":
@@ -126,24 +168,49 @@ def build_row(
         "success": outcome.success,
         "error_code": outcome.error_code,
         "error_reason": error_reason,
-        "t_send_ns": t_send_ns,
+        "t_send_ns": origin,
         "t_recv_ns": t_recv_ns,
-        "latency_ms": max(0, t_recv_ns - t_send_ns) / 1e6,
+        "latency_ms": max(0, t_recv_ns - origin) / 1e6,
         "server_time_ms": _float_or_none(r.get("execution_time_ms")),
         "tokens_used": _int_or_none(r.get("tokens_used")),
         "tokens_baseline": _int_or_none(r.get("tokens_baseline")),
+        "tokens_untrimmed": _int_or_none(r.get("tokens_untrimmed")),
+        "truncated": r.get("truncated") if isinstance(r.get("truncated"), bool) else None,
         "degraded": r.get("degraded") if isinstance(r.get("degraded"), bool) else None,
         "route": r.get("route"),
         "phase": phase,
+        "global_version_seen": _int_or_none(r.get("global_version")),
+        "t_intended_ns": t_intended_ns,
+        "t_actual_send_ns": t_send_ns,
+        # Filled by whoever knows this clock's offset to the driver (`actors.clock.stamp`).
+        "clock_offset_ns": None,
+        "clock_uncertainty_ns": None,
+        "memory_id": None if r.get("memory_id") is None else str(r["memory_id"]),
+        "memories_seen": memories_seen(r) if request.op == "read" else None,
+        "topic": request.topic,
+        "applied": outcome.applied,
     }
 
 
 class Recorder:
     """Collects rows in a columnar buffer and latencies in HDR histograms (overall and by method)."""
 
-    def __init__(self, run_id: str, scenario: str) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        scenario: str,
+        *,
+        clock_offset_ns: int | None = None,
+        clock_uncertainty_ns: int | None = None,
+    ) -> None:
         self.run_id = run_id
         self.scenario = scenario
+        # Known only on the driver (offset 0 by definition); a swarm's rows are stamped by the
+        # driver when it gathers them (`actors.clock.stamp`).
+        self._clock = {
+            "clock_offset_ns": clock_offset_ns,
+            "clock_uncertainty_ns": clock_uncertainty_ns,
+        }
         self._buffer = HistoryBuffer()
         self._histograms: dict[str, HdrHistogram] = {}
         self.recorded = 0
@@ -160,8 +227,10 @@ class Recorder:
         outcome: Outcome,
         t_send_ns: int,
         t_recv_ns: int,
+        t_intended_ns: int | None = None,
     ) -> None:
-        """Append one row and its latency."""
+        """Append one row and its latency (`t_send_ns`: actual send; `t_intended_ns`: open-loop
+        schedule, the latency origin when given)."""
         row = build_row(
             run_id=self.run_id,
             scenario=self.scenario,
@@ -171,7 +240,9 @@ class Recorder:
             outcome=outcome,
             t_send_ns=t_send_ns,
             t_recv_ns=t_recv_ns,
+            t_intended_ns=t_intended_ns,
         )
+        row.update(self._clock)
         self._buffer.append(**row)
         for key in (ALL, request.method):
             hist = self._histograms.get(key)

@@ -7,6 +7,12 @@ A workload is a weighted mix of JSON-RPC methods plus a pacing mode:
 - open loop: sends are scheduled by a target-rate profile (ramp-up, sustain, ramp-down), never by
   previous responses, so a slow server cannot slow the sending (no coordinated omission). Latency
   is measured from the intended send time.
+
+Tracked content (the coherency set check): with `topics: N` and team namespaces, a mix entry
+marked `tracked: true` works on one of the team's N topics (`topic_text`): `store_memory` stores
+exactly the topic's text, `execute_pattern` asks the memory-recall trigger about the topic
+(`TRACKED_QUERY`) and `recall_memory` recalls it. A write's content is then the best possible
+match for every later recall of its topic in that namespace, so such a read must include it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,26 @@ NAMESPACED_METHODS = frozenset(
     {"execute_pattern", "store_memory", "recall_memory", "invalidate_cache"}
 )
 
+#: The execute_pattern query of a tracked read: the recall_topic trigger recalls exactly {topic}.
+TRACKED_QUERY = "what do we know about {topic}"
+#: Subjects of tracked topics: unlike each other, so a topic's own content outranks the others'.
+TOPIC_SUBJECTS: tuple[str, ...] = (
+    "orchard irrigation schedule",
+    "lighthouse lantern maintenance",
+    "glacier survey results",
+    "violin workshop inventory",
+    "beekeeping hive census",
+    "tram depot night shifts",
+    "observatory telescope calibration",
+    "bakery sourdough starter",
+    "ferry timetable changes",
+    "museum textile restoration",
+    "vineyard frost protection",
+    "choir rehearsal seating",
+)
+#: Methods a tracked mix entry may use.
+TRACKED_METHODS = frozenset({"execute_pattern", "recall_memory", "store_memory"})
+
 #: Query texts for pattern and memory methods when a workload names none.
 DEFAULT_QUERIES: tuple[str, ...] = (
     "check the health of the database",
@@ -36,6 +62,13 @@ DEFAULT_QUERIES: tuple[str, ...] = (
     "list the status of all services",
     "summarise recent memories about the release",
 )
+
+
+def topic_text(namespace: str, index: int) -> str:
+    """Tracked topic `index` of a namespace: lower case (the router may fold case), unique to the
+    namespace (it contains it) and, within it, unlike every other topic (distinct subjects)."""
+    subject = TOPIC_SUBJECTS[index % len(TOPIC_SUBJECTS)]
+    return f"{subject} {index} of {namespace}".lower()
 
 
 def op_for_method(method: str) -> Op:
@@ -59,21 +92,27 @@ class RequestSpec:
     namespace: str
     key: str | None = None
     pattern_name: str | None = None
+    #: Tracked content topic (see the module docstring), or None.
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
 class MethodWeight:
-    """A method in the mix, its relative weight and extra params merged into the defaults."""
+    """A method in the mix, its relative weight and extra params merged into the defaults;
+    `tracked` entries work on the team's tracked topics."""
 
     method: str
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=dict)
+    tracked: bool = False
 
     def __post_init__(self) -> None:
         if not self.method:
             raise ValueError("a workload mix entry needs a method")
         if self.weight <= 0 or not math.isfinite(self.weight):
             raise ValueError(f"weight of {self.method!r} must be > 0, got {self.weight}")
+        if self.tracked and self.method not in TRACKED_METHODS:
+            raise ValueError(f"only {sorted(TRACKED_METHODS)} can be tracked, not {self.method!r}")
 
 
 @dataclass(frozen=True)
@@ -179,8 +218,14 @@ class Workload:
     #: Closed loop: when set, each agent sends a random count in
     #: [requests_per_agent, requests_per_agent_max] (plan 1.1: 3-7).
     requests_per_agent_max: int | None = None
+    #: Tracked topics per team namespace (needed by `tracked` mix entries).
+    topics: int = 0
 
     def __post_init__(self) -> None:
+        if self.topics < 0:
+            raise ValueError(f"topics must not be negative, got {self.topics}")
+        if any(m.tracked for m in self.mix) and (self.topics <= 0 or self.teams <= 0):
+            raise ValueError("tracked mix entries need teams > 0 and topics > 0")
         if self.requests_per_agent_max is not None and (
             self.requests_per_agent_max < self.requests_per_agent
         ):
@@ -215,6 +260,7 @@ class Workload:
             "seed",
             "teams",
             "team_prefix",
+            "topics",
         }
         unknown = set(data) - known
         if unknown:
@@ -239,6 +285,7 @@ class Workload:
             seed=int(data.get("seed", 0)),
             teams=int(data.get("teams", 0)),
             team_prefix=str(data.get("team_prefix", "")),
+            topics=int(data.get("topics", 0)),
         )
 
     def choose(self, rng: random.Random) -> MethodWeight:
@@ -273,7 +320,12 @@ class Workload:
         (a team) goes to methods that take one unless the mix entry sets its own."""
         entry = self.choose(rng)
         query = rng.choice(self.queries)
-        return build_request(entry, agent_id, seq, query, namespace=namespace)
+        topic = None
+        if entry.tracked:
+            if namespace is None:
+                raise ValueError("a tracked request needs a team namespace")
+            topic = topic_text(namespace, rng.randrange(self.topics))
+        return build_request(entry, agent_id, seq, query, namespace=namespace, topic=topic)
 
 
 def _mix_items(raw: Any) -> list[Any]:
@@ -289,13 +341,21 @@ def _mix_entry(raw: Any) -> MethodWeight:
         method=str(raw["method"]),
         weight=float(raw.get("weight", 1.0)),
         params=dict(raw.get("params", {})),
+        tracked=bool(raw.get("tracked", False)),
     )
 
 
 def build_request(
-    entry: MethodWeight, agent_id: str, seq: int, query: str, *, namespace: str | None = None
+    entry: MethodWeight,
+    agent_id: str,
+    seq: int,
+    query: str,
+    *,
+    namespace: str | None = None,
+    topic: str | None = None,
 ) -> RequestSpec:
-    """Default params for well-known methods, overridden by the mix entry's params."""
+    """Default params for well-known methods, overridden by the mix entry's params; a `topic`
+    (tracked entry) fixes the query or content last, since the content check relies on it."""
     method = entry.method
     params: dict[str, Any]
     key: str | None = None
@@ -315,6 +375,9 @@ def build_request(
     if namespace is not None and method in NAMESPACED_METHODS:
         params["namespace"] = namespace
     params.update(entry.params)
+    if topic is not None:
+        _track(method, params, topic)
+        key = topic if method == "store_memory" else key
     if method in ("execute_pattern", "recall_memory"):
         # The key is the query actually sent (a mix entry may fix its own).
         key = str(params.get("query", query))
@@ -327,4 +390,17 @@ def build_request(
         namespace=namespace,
         key=key,
         pattern_name=str(pattern_name) if pattern_name else None,
+        topic=topic,
     )
+
+
+def _track(method: str, params: dict[str, Any], topic: str) -> None:
+    if method == "store_memory":
+        params["content"] = topic
+        params["shared"] = False  # a shared copy would be recalled by every namespace
+    elif method == "recall_memory":
+        params["query"] = topic
+    elif method == "execute_pattern":
+        params["query"] = TRACKED_QUERY.format(topic=topic)
+    else:
+        raise ValueError(f"{method!r} cannot be tracked")

@@ -13,6 +13,7 @@ from analysis import resources as res
 from analysis import svg
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
+from analysis.markdown import mark
 from analysis.propagation import all_delays_ms
 from analysis.terminal import dashboard_box
 
@@ -48,12 +49,22 @@ def _head(names: tuple[str, ...]) -> str:
 def _criteria_table(criteria: list[Criterion]) -> str:
     rows = []
     for c in criteria:
-        state = "skip" if c.skipped else ("pass" if c.passed else "fail")
-        mark = {"skip": "⊘", "pass": "✓", "fail": "✗"}[state]
+        state = "fail" if c.blocks else c.verdict
         critical = "yes" if c.critical else "no"
-        cells = (mark, c.section, c.name, c.threshold, c.measured_text(), critical, c.description)
+        cells = (
+            mark(c),
+            c.section,
+            c.name,
+            c.threshold,
+            c.measured_text(),
+            c.evidence.text(),
+            critical,
+            c.description,
+        )
         rows.append(_row(cells, state))
-    head = _head(("", "Section", "Criterion", "Threshold", "Measured", "Critical", "What"))
+    head = _head(
+        ("", "Section", "Criterion", "Threshold", "Measured", "Evidence", "Critical", "What")
+    )
     return f"<table>{head}{''.join(rows)}</table>"
 
 

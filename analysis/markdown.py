@@ -29,6 +29,13 @@ def _cell(value: Any) -> str:
     return "n/a" if value is None else str(value).replace("|", "\\|")
 
 
+def mark(c: Criterion) -> str:
+    """✓ passed, ✗ failed (or skipped without --allow-skip), ⊘ skipped and accepted."""
+    if c.skipped:
+        return "✗⊘" if c.blocks else "⊘"
+    return "✓" if c.passed else "✗"
+
+
 def summary_markdown(
     *,
     scenario: str,
@@ -46,19 +53,24 @@ def summary_markdown(
         f"# {scenario}: {verdict}",
         "",
         f"Run `{run_id}` · {format_duration(duration_s)} · {t.passed} passed, {t.failed} failed "
-        f"({t.critical_failed} critical), {t.skipped} skipped",
+        f"({t.critical_failed} critical, {t.insufficient} for lack of evidence), {t.skipped} "
+        f"skipped ({t.skipped_not_allowed} not allowed)",
         "",
         "## Criteria",
         "",
-        "| | Section | Criterion | Threshold | Measured | Critical |",
-        "|---|---|---|---|---|---|",
+        "| | Section | Criterion | Threshold | Measured | Evidence | Critical |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in criteria:
-        mark = "⊘" if c.skipped else ("✓" if c.passed else "✗")
         lines.append(
-            f"| {mark} | {c.section} | {_cell(c.name)} | {_cell(c.threshold)} | "
-            f"{_cell(c.measured_text())} | {'yes' if c.critical else 'no'} |"
+            f"| {mark(c)} | {c.section} | {_cell(c.name)} | {_cell(c.threshold)} | "
+            f"{_cell(c.measured_text())} | {_cell(c.evidence.text())} | "
+            f"{'yes' if c.critical else 'no'} |"
         )
+    problems = [c for c in criteria if c.failed or c.skipped]
+    if problems:
+        lines += ["", "## Not passed", ""]
+        lines += [f"- {_cell(c.message())}" for c in problems]
     lines += ["", "## Metrics", "", "| Metric | Value |", "|---|---|"]
     lines += [
         f"| {label} | {_cell(metrics.get(key))} |" for key, label in _KEY_METRICS if key in metrics

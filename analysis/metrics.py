@@ -148,7 +148,8 @@ def hit_rate_series(table: pa.Table, *, bucket_s: float = 1.0) -> list[tuple[flo
     return [(i * bucket_s, h / n) for i, (h, n) in enumerate(zip(hits, totals, strict=True)) if n]
 
 
-def _token_rows(table: pa.Table) -> pa.Table:
+def token_rows(table: pa.Table) -> pa.Table:
+    """Successful rows that report both tokens used and the baseline."""
     rows = successful(table)
     both = pc.and_(
         pc.is_valid(rows.column("tokens_used")), pc.is_valid(rows.column("tokens_baseline"))
@@ -158,7 +159,7 @@ def _token_rows(table: pa.Table) -> pa.Table:
 
 def token_reduction(table: pa.Table) -> float | None:
     """1 − Σ tokens_used / Σ tokens_baseline over successful rows that report both."""
-    rows = _token_rows(table)
+    rows = token_rows(table)
     baseline = float(np.sum(_np(rows, "tokens_baseline"))) if rows.num_rows else 0.0
     if baseline <= 0:
         return None
@@ -167,7 +168,7 @@ def token_reduction(table: pa.Table) -> float | None:
 
 def token_stats_by(table: pa.Table, column: str = "route") -> dict[str, dict[str, float]]:
     """Per value of `column`: count, mean tokens used, mean baseline, reduction."""
-    rows = _token_rows(table)
+    rows = token_rows(table)
     out: dict[str, dict[str, float]] = {}
     keys = _np(rows, column, fill="?")
     used, base = _np(rows, "tokens_used"), _np(rows, "tokens_baseline")

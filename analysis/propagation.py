@@ -11,6 +11,8 @@ every instance that served reads of N:
   at least until somewhere inside that read, so this is (nearly) a lower bound.
 
 Writes after which an instance served no fresh read before the run ended count as `unobserved`.
+Times are on the driver's clock (`history_view`); these are measurements, not verdicts, so the
+clock uncertainty is left to the stale-read checks.
 """
 
 from __future__ import annotations
@@ -52,13 +54,13 @@ class InstanceDelays:
 
 
 def _instance_reads(reads: Ops, idx: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
-    """Per instance: (t_send, t_recv, seen) sorted by t_send."""
+    """Per instance: (begin, end, seen) sorted by begin (driver clock)."""
     out: dict[str, tuple[np.ndarray, ...]] = {}
     instances = reads["instance_id"][idx]
     for inst in sorted({i for i in instances.tolist() if i is not None}):
         sel = idx[instances == inst]
-        sel = sel[np.argsort(reads["t_send_ns"][sel], kind="stable")]
-        out[inst] = (reads["t_send_ns"][sel], reads["t_recv_ns"][sel], reads.version[sel])
+        sel = sel[np.argsort(reads.begin[sel], kind="stable")]
+        out[inst] = (reads.begin[sel], reads.end[sel], reads.version[sel])
     return out
 
 
@@ -84,7 +86,7 @@ def propagation_delays(writes: Ops, reads: Ops) -> dict[str, InstanceDelays]:
             continue
         per_instance = _instance_reads(reads, r_idx)
         for w in w_idx.tolist():
-            ack, g = int(writes["t_recv_ns"][w]), int(writes.version[w])
+            ack, g = int(writes.end[w]), int(writes.version[w])
             for inst, (send, recv, seen) in per_instance.items():
                 samples = result.setdefault(inst, InstanceDelays())
                 delay, window = _one(ack, g, send, recv, seen)

@@ -1,7 +1,8 @@
 """Re-check a recorded run from its Parquet files: `python -m analysis.recheck RUN_DIR`.
 
-Reloads history.parquet, recomputes the metrics and runs the coherency checker, prints the
-dashboard box and the coherency summary, and exits 1 when a coherency criterion fails.
+Reloads history.parquet, recomputes the metrics and runs the coherency checker (with the content
+check when the run tracked content), prints the dashboard box and the coherency summary, and exits
+1 when a coherency criterion fails or could not be judged for lack of evidence.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 
 from analysis import metrics
 from analysis.coherency import MODES, check_coherency
+from analysis.content import tracked_rows
 from analysis.report import load_history
 from analysis.terminal import dashboard_box
 
@@ -31,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     history = load_history(args.run_dir)
     scenario = pc.unique(history.column("scenario")).to_pylist() if history.num_rows else []
-    report = check_coherency(history, mode=args.mode, staleness_bound_ms=args.staleness_bound_ms)
+    report = check_coherency(
+        history,
+        mode=args.mode,
+        staleness_bound_ms=args.staleness_bound_ms,
+        content=tracked_rows(history) > 0,
+    )
     summary = metrics.summarize(history)
     print(
         dashboard_box(

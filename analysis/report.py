@@ -79,8 +79,10 @@ def jsonable(value: Any) -> Any:
 
 
 def all_criteria(criteria: list[Criterion], coherency: CoherencyReport | None) -> list[Criterion]:
-    """The run's criteria followed by the coherency checker's (without duplicates)."""
-    extra = [] if coherency is None else [c for c in coherency.criteria if c not in criteria]
+    """The run's criteria followed by the coherency checker's (a name already listed wins, so a
+    caller may pass the coherency criteria in already, e.g. with allowed skips marked)."""
+    names = {c.name for c in criteria}
+    extra = [] if coherency is None else [c for c in coherency.criteria if c.name not in names]
     return [*criteria, *extra]
 
 
@@ -119,7 +121,10 @@ def write_report(
             "failed": t.failed,
             "skipped": t.skipped,
             "critical_failed": t.critical_failed,
+            "skipped_not_allowed": t.skipped_not_allowed,
+            "insufficient_evidence": t.insufficient,
         },
+        "allowed_skips": sorted(c.name for c in judged if c.skipped and c.skip_allowed),
         "criteria": [c.to_dict() for c in judged],
         "metrics": metrics,
         "coherency": None if coherency is None else coherency.to_dict(),

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from analysis.schema import ColumnBuffer
 
 RESOURCE_SCHEMA = pa.schema(
@@ -174,9 +174,16 @@ def resource_criteria(
         ),
         ("redis_memory", redis_mb, 1024, " MB", "peak Redis used_memory", s["redis_memory_level"]),
     ]
+    samples = table.num_rows
     return [
         checks.at_most(
-            name, value, limit, unit=unit, section=section, description=f"{text} (band: {band})"
+            name,
+            value,
+            limit,
+            evidence=Evidence("resource samples", samples, 1),
+            unit=unit,
+            section=section,
+            description=f"{text} (band: {band})",
         )
         for name, value, limit, unit, text, band in specs
     ]
@@ -204,6 +211,7 @@ def leak_criteria(
                 "leak_check",
                 f"samples span {span_s:.0f}s (< {min_span_s:.0f}s): too short to tell a leak "
                 "from warm-up; run with --duration",
+                evidence=Evidence("seconds of resource samples", span_s, min_span_s),
                 section=section,
                 critical=False,
             )
@@ -217,18 +225,12 @@ def leak_criteria(
             if v.size == 0:
                 continue
             name = f"leak_{column}_{source}"
-            if v.size < min_samples:
-                out.append(
-                    checks.skipped(
-                        name, f"only {v.size} samples (< {min_samples})", section=section
-                    )
-                )
-                continue
             out.append(
                 checks.at_most(
                     name,
                     slope_per_min(t, v / scale),
                     limit,
+                    evidence=Evidence(f"samples of {column}", v.size, min_samples),
                     unit=unit,
                     section=section,
                     description=f"growth of {column} of {source} after warm-up (linear fit)",

@@ -2,6 +2,18 @@
 
 Checkers and reports read only tables of this schema, so a run can be re-checked later from its
 Parquet files. Swarms fill `HistoryBuffer`s (columnar, append-only) and ship record batches.
+
+Times: `t_send_ns` is where latency is measured from (the intended send time in open loop, so a
+slow server cannot hide queueing: wrk2), `t_actual_send_ns` when the request really left and
+`t_intended_ns` the schedule (open loop only). Every time is on the recording process's clock;
+`clock_offset_ns` is that clock minus the driver's (measured NTP-style through Ray at the start
+and end of the run) and `clock_uncertainty_ns` bounds the error of that offset. The checkers put
+every row on the driver's clock and treat orders closer than the uncertainty as ambiguous.
+
+Content (the coherency set check): a `store_memory` row carries the `memory_id` it wrote, a read
+the ids of the memories its answer included (`memories_seen`; null when the answer shows none),
+and both a `topic` when the workload tracks content: a write's content is exactly its topic, so a
+recall of that topic in the same namespace must return it.
 """
 
 from __future__ import annotations
@@ -38,9 +50,24 @@ HISTORY_SCHEMA = pa.schema(
         pa.field("server_time_ms", pa.float64()),
         pa.field("tokens_used", pa.int64()),
         pa.field("tokens_baseline", pa.int64()),
+        # the prompt built from the whole pattern result, before a budget cut it (`truncated`)
+        pa.field("tokens_untrimmed", pa.int64()),
+        pa.field("truncated", pa.bool_()),
         pa.field("degraded", pa.bool_()),
         pa.field("route", pa.string()),
         pa.field("phase", pa.string()),
+        # The global generation ("*") a namespace-scoped answer depended on (null: not reported).
+        pa.field("global_version_seen", pa.int64()),
+        pa.field("t_intended_ns", pa.int64()),
+        pa.field("t_actual_send_ns", pa.int64()),
+        pa.field("clock_offset_ns", pa.int64()),
+        pa.field("clock_uncertainty_ns", pa.int64()),
+        pa.field("memory_id", pa.string()),
+        pa.field("memories_seen", pa.list_(pa.string())),
+        pa.field("topic", pa.string()),
+        # A failed write: the server's `data.applied` (false = refused, not applied; null =
+        # outcome unknown, so possibly applied).
+        pa.field("applied", pa.bool_()),
     ]
 )
 

@@ -69,7 +69,8 @@ def dashboard_box(
         _row("Total Tests:", str(t.total)),
         _row("✓ Passed:", str(t.passed)),
         _row("✗ Failed:", str(t.failed)),
-        _row("⊘ Skipped:", str(t.skipped)),
+        _row("⊘ Skipped:", _skips(t.skipped, t.skipped_not_allowed)),
+        _row("Verdict:", "PASSED" if t.ok else "FAILED"),
         _line(),
         _row("Success Rate:", f"{100 * t.pass_rate:.1f}%"),
         _row("Requests OK:", _pct(metrics.get("success_rate")), verdict(criteria, "success_rate")),
@@ -100,9 +101,16 @@ def dashboard_box(
     if stale_reads is not None:
         lines.append(_row("Stale Reads:", str(stale_reads), verdict(criteria, "stale_reads")))
     lines += [_line(), f"└{rule}┘"]
-    failed = [c for c in criteria if c.failed]
-    lines += [f"✗ {'' if c.critical else '(non-critical) '}{c.message()}" for c in failed]
+    for c in criteria:
+        if c.failed or (c.skipped and c.blocks):
+            lines.append(f"✗ {'' if c.critical else '(non-critical) '}{c.message()}")
+        elif c.skipped:
+            lines.append(f"⊘ {c.message()}")
     return "\n".join(lines)
+
+
+def _skips(skipped: int, not_allowed: int) -> str:
+    return f"{skipped} ({not_allowed} not allowed)" if not_allowed else str(skipped)
 
 
 def print_dashboard(out: TextIO | None = None, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ from hdrh.histogram import HdrHistogram
 
 from actors.agent_swarm import AgentSwarm
 from actors.agents import Endpoint, PhaseReport, SwarmConfig
+from actors.clock import ClockOffset, ClockSample, clock_report, measure, stamp
 from actors.recorder import merge_outputs
 from actors.resource_sampler import ResourceSampler, SamplerThread
 from actors.service_instance import InstanceInfo, ServiceInstance
@@ -84,6 +85,8 @@ class RunResult:
     resources: pa.Table | None = None
     resources_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Per swarm: its clock offset to the driver, measured at start and at gather.
+    clocks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def latency_summary(self, key: str = "all") -> dict[str, float | int | None]:
         hist = self.histograms.get(key)
@@ -111,6 +114,7 @@ class ClusterRun:
         self.sessions: dict[str, int] = {}
         self._sampler: SamplerThread | None = None
         self._outputs: list[Any] = []
+        self._clock_start: list[ClockSample] = []
 
     # -- bring-up -----------------------------------------------------------------------------
 
@@ -230,6 +234,7 @@ class ClusterRun:
             for instance_id, n in c.items():
                 total[instance_id] = total.get(instance_id, 0) + n
         self.sessions = total
+        self._clock_start = [self._clock_sample(s) for s in self.swarms]
         connected = sum(total.values())
         if connected < self.topology.agent_count:
             log.warning(
@@ -334,13 +339,22 @@ class ClusterRun:
 
     def gather(self, write: bool = True) -> RunResult:
         """Collect every swarm's rows and histograms into one table; write Parquet atomically."""
+        clocks: dict[str, dict[str, Any]] = {}
         with self.progress.phase("gather", total=len(self.swarms), unit="swarm") as bar:
-            for swarm in self.swarms:
-                self._outputs.append(ray.get(swarm.drain.remote(), timeout=120))
+            for index, swarm in enumerate(self.swarms):
+                start = self._clock_start[index] if index < len(self._clock_start) else None
+                end = self._clock_sample(swarm)
+                output = ray.get(swarm.drain.remote(), timeout=120)
+                # Rows go onto the driver's clock in the checker: stamp this swarm's offset.
+                output.batch = stamp(output.batch, ClockOffset.over_run(start or end, end))
+                clocks[self.topology.swarms[index].swarm_id] = clock_report(start or end, end)
+                self._outputs.append(output)
                 bar.advance()
         table, histograms = merge_outputs(self._outputs)
         sent = sum(r.sent for r in self.reports)
-        result = RunResult(table, histograms, sent, timings=dict(self.progress.timings))
+        result = RunResult(
+            table, histograms, sent, timings=dict(self.progress.timings), clocks=clocks
+        )
         if self._sampler is not None:
             result.resources = self._sampler.stop()
             self._sampler = None
@@ -358,6 +372,11 @@ class ClusterRun:
                 self.out_dir / "latency_hdr.json",
             )
         return result
+
+    @staticmethod
+    def _clock_sample(swarm: Any) -> ClockSample:
+        """NTP-style exchange with one swarm through Ray (`actors.clock`)."""
+        return measure(lambda: ray.get(swarm.clock.remote(), timeout=30), time.time_ns)
 
     # -- teardown -----------------------------------------------------------------------------
 

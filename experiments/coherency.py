@@ -1,13 +1,20 @@
 """Plan 4.3 — multi-instance cache coherency: three instances, one Redis, concurrent team traffic.
 
 Agents are grouped into team namespaces (`team:<run>-<k>`) whose members start on every instance
-(see `actors.workload.Workload.team_namespace`). They write (`store_memory`, `invalidate_cache`)
-and read (`execute_pattern` with memory-recall queries, cache on; `recall_memory`) the team
-namespace concurrently, so a write through one instance is read through the other two. From the
-rows alone the run judges: zero stale reads, read-your-writes and monotonic reads (strict mode),
-propagation delay per instance (both modes), updates visible across all instances, no cache
-duplication (one pattern per namespace+key+generation), consistent invalidation, rows from three
-instances, enough distinct agents, nothing lost.
+(see `actors.workload.Workload.team_namespace`). They write (`store_memory`, `invalidate_cache`
+of the team and, now and then, of "*") and read (`execute_pattern` with memory-recall queries,
+cache on; `recall_memory`) the team namespace concurrently, so a write through one instance is
+read through the other two. Most stores and reads are *tracked*: a store's content is exactly one
+of the team's topics and the reads recall that topic, so an answer must include every memory of
+its topic acknowledged before it began — the content check judges answers by what they contain,
+whatever generation the server claims.
+
+From the rows alone the run judges, each criterion with the evidence it needs: zero stale reads
+by generation (namespace and global) and by content, read-your-writes and monotonic reads (strict
+mode), ≥ 95 % of reads and writes carrying a generation, propagation delay per instance (both
+modes), updates visible across all instances, no duplicate fills (one instance computes each
+namespace+key+generation), consistent routing and invalidation, rows from three instances, enough
+distinct agents, nothing lost.
 
     python experiments/coherency.py --scale ci --out DIR [--cache-mode eventual] [--broken-cache]
 
@@ -29,7 +36,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from analysis import checks, criteria, metrics
-from analysis.coherency import check_coherency
+from analysis.checks import Evidence
+from analysis.coherency import Needs, check_coherency
 from cluster.run import ClusterRun, RunResult
 from experiments import cache_rows
 from experiments.runner import Experiment, Outcome, main, run_load
@@ -40,14 +48,30 @@ TEAM_QUERIES = (
     "what did we decide about the database schema",
     "find my notes about redis failover",
 )
-#: Per scale: teams, load requests per agent, minimum distinct agents expected in the history.
+#: Per scale: teams, load requests per agent, minimum distinct agents expected in the history,
+#: tracked topics per team (few enough that each is read before and after its stores).
 SIZES: dict[str, dict[str, Any]] = {
     # Paced a little: CI shares 2 cores with the three instances' embedding work.
-    "ci": {"teams": 10, "requests": 4, "min_agents": 100, "think_ms": [500, 2000]},
+    "ci": {"teams": 10, "requests": 4, "min_agents": 100, "think_ms": [500, 2000], "topics": 3},
     # 400 agents on 2 cores: paced so the embedding work stays under the 2 s memory budget.
-    "laptop": {"teams": 20, "requests": 5, "min_agents": 300, "think_ms": [4000, 10000]},
-    "cloud": {"teams": 60, "requests": 20, "min_agents": 1000, "think_ms": [200, 1000]},
+    "laptop": {
+        "teams": 20,
+        "requests": 5,
+        "min_agents": 300,
+        "think_ms": [4000, 10000],
+        "topics": 4,
+    },
+    "cloud": {
+        "teams": 60,
+        "requests": 20,
+        "min_agents": 1000,
+        "think_ms": [200, 1000],
+        "topics": 8,
+    },
 }
+#: Default weight (of ~10) of `invalidate_cache("*")` in the load: global bumps, so the checker
+#: judges the global generation every cached answer depends on.
+GLOBAL_INVALIDATION_WEIGHT = 0.25
 #: Connections per instance beyond ci (ci's preset sets 10): 3 x 15 stays well inside the
 #: embedded PostgreSQL's 100 connections.
 POOL_MAX = "15"
@@ -59,30 +83,50 @@ def sizes(scale: str) -> dict[str, int]:
     return SIZES.get(scale, SIZES["laptop"])
 
 
-def warmup_workload(teams: int) -> dict[str, Any]:
-    """Every agent reads its team once, so all three instances hold L1 entries of every team."""
+def warmup_workload(teams: int, topics: int) -> dict[str, Any]:
+    """Every agent reads its team once (a team query or a tracked topic), so all three
+    instances hold cached answers of every team before the first store."""
     return {
-        "mix": {"execute_pattern": 1},
+        "mix": [
+            {"method": "execute_pattern", "weight": 1},
+            {"method": "execute_pattern", "weight": 2, "tracked": True},
+        ],
         "requests_per_agent": 1,
         "queries": list(TEAM_QUERIES),
         "teams": teams,
+        "topics": topics,
         "request_timeout_s": 20,
     }
 
 
-def load_workload(teams: int, requests: int, think_ms: list[int]) -> dict[str, Any]:
-    """Mixed reads and writes on the team namespaces, all agents at once."""
+def load_workload(
+    teams: int,
+    requests: int,
+    think_ms: list[int],
+    topics: int,
+    global_weight: float = GLOBAL_INVALIDATION_WEIGHT,
+) -> dict[str, Any]:
+    """Mixed reads and writes on the team namespaces, all agents at once; most of them on the
+    tracked topics (content check), a few global invalidations (global generation)."""
+    mix: list[dict[str, Any]] = [
+        {"method": "execute_pattern", "weight": 2.5},
+        {"method": "execute_pattern", "weight": 3.5, "tracked": True},
+        {"method": "recall_memory", "weight": 0.75, "params": {"limit": 3}},
+        {"method": "recall_memory", "weight": 1, "params": {"limit": 3}, "tracked": True},
+        {"method": "store_memory", "weight": 1.5, "tracked": True},
+        {"method": "invalidate_cache", "weight": 0.5},
+    ]
+    if global_weight > 0:
+        mix.append(
+            {"method": "invalidate_cache", "weight": global_weight, "params": {"namespace": "*"}}
+        )
     return {
-        "mix": [
-            {"method": "execute_pattern", "weight": 6},
-            {"method": "recall_memory", "weight": 2, "params": {"limit": 3}},
-            {"method": "store_memory", "weight": 1.5},
-            {"method": "invalidate_cache", "weight": 0.5},
-        ],
+        "mix": mix,
         "requests_per_agent": requests,
         "think_time_ms": think_ms,
         "queries": list(TEAM_QUERIES),
         "teams": teams,
+        "topics": topics,
         "request_timeout_s": 20,
     }
 
@@ -116,6 +160,13 @@ class CoherencyExperiment(Experiment):
         parser.add_argument(
             "--requests-per-agent", type=int, default=None, help="load requests per agent"
         )
+        parser.add_argument(
+            "--global-invalidations",
+            type=float,
+            default=GLOBAL_INVALIDATION_WEIGHT,
+            help="weight (of ~10) of invalidate_cache('*') in the load; 0 = none, and the "
+            "global-generation check is then not demanded",
+        )
 
     def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
         env = {"TMWS_CACHE_MODE": args.cache_mode}
@@ -123,17 +174,25 @@ class CoherencyExperiment(Experiment):
             env["TMWS_POOL_MAX"] = POOL_MAX
         if args.broken_cache:
             env["TMWS_CACHE_SKIP_INVALIDATION_PUBLISH"] = "true"
+            env["TMWS_ENABLE_TEST_PATTERNS"] = "true"  # injected bugs are refused without it
         return env
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         size = sizes(args.scale)
         teams = args.teams or size["teams"]
         requests = args.requests_per_agent or size["requests"]
-        run.phase("warmup", warmup_workload(teams))
-        load = {**load_workload(teams, requests, size["think_ms"]), "seed": args.seed}
+        run.phase("warmup", warmup_workload(teams, size["topics"]))
+        load = {
+            **load_workload(
+                teams, requests, size["think_ms"], size["topics"], args.global_invalidations
+            ),
+            "seed": args.seed,
+        }
         phases = run_load(run, "load", load, args.duration)
         return {
             "teams": teams,
+            "topics_per_team": size["topics"],
+            "global_invalidation_weight": args.global_invalidations,
             "requests_per_agent": requests,
             "cache_mode": args.cache_mode,
             "broken_cache": bool(args.broken_cache),
@@ -141,6 +200,7 @@ class CoherencyExperiment(Experiment):
             "instances": [i.instance_id for i in run.instance_infos],
             "agents_in_topology": run.topology.agent_count,
             "global_scope_patterns": cache_rows.global_scope_patterns(),
+            "pattern_ttls": cache_rows.pattern_ttls(),
             "instance_propagation_ms": cache_rows.instance_propagation(run),
         }
 
@@ -151,9 +211,14 @@ class CoherencyExperiment(Experiment):
             mode=args.cache_mode,
             staleness_bound_ms=args.staleness_bound_ms,
             section=SECTION,
+            content=True,
+            fill_ttl_s=facts["pattern_ttls"],
+            expect_global=facts["global_invalidation_weight"] > 0,
         )
         invalidations = table.filter(pc.invert(pc.equal(table.column("op"), "write")))
-        after_invalidate = check_coherency(invalidations, mode=args.cache_mode, section=SECTION)
+        after_invalidate = check_coherency(
+            invalidations, mode=args.cache_mode, section=SECTION, needs=Needs(own_writes=0)
+        )
         visibility = cache_rows.cross_instance_visibility(table)
         size = sizes(args.scale)
         agents = metrics.distinct(table, "agent_id")
@@ -165,6 +230,7 @@ class CoherencyExperiment(Experiment):
                 "instances_with_rows",
                 float(instances),
                 3,
+                evidence=Evidence("rows", table.num_rows, 1),
                 description="distinct instances that served rows",
                 section=SECTION,
             ),
@@ -172,6 +238,7 @@ class CoherencyExperiment(Experiment):
                 "distinct_agents",
                 float(agents),
                 min(size["min_agents"], facts["agents_in_topology"]),
+                evidence=Evidence("rows", table.num_rows, 1),
                 description="distinct agents in the history",
                 section=SECTION,
             ),
@@ -179,15 +246,23 @@ class CoherencyExperiment(Experiment):
                 "nothing_lost",
                 float(result.sent - table.num_rows),
                 0,
+                evidence=Evidence("requests sent", result.sent, 1),
                 description="requests sent without a history row",
                 section=SECTION,
             ),
             # eventual: a later read may still precede the message, so only strict gates it.
-            *cache_rows.visibility_criteria(visibility, section=SECTION, critical=strict),
+            *cache_rows.visibility_criteria(
+                visibility, section=SECTION, critical=strict, min_pairs=20
+            ),
             checks.equals(
                 "consistent_invalidation",
                 float(after_invalidate.stale.count),
                 0,
+                evidence=Evidence(
+                    "reads begun after an acked invalidate_cache of their namespace",
+                    after_invalidate.stale.comparable,
+                    5,
+                ),
                 description="reads begun after an acked invalidate_cache that saw an older generation",
                 section=SECTION,
                 critical=strict or args.staleness_bound_ms is not None,
@@ -198,6 +273,7 @@ class CoherencyExperiment(Experiment):
             "cache_mode": args.cache_mode,
             "broken_cache": bool(args.broken_cache),
             "stale_reads": coherency.stale.count,
+            "stale_reads_by_content": coherency.content.violations if coherency.content else None,
             "stale_reads_by_instance": dict(coherency.stale.by_instance),
             "stale_after_invalidate": after_invalidate.stale.count,
             "stale_reads_by_tier": cache_rows.stale_by_tier(table, args.cache_mode),

@@ -3,10 +3,13 @@
 Every agent holds its own session (spread over three instances) and sends 3–7 `execute_pattern`
 requests of mixed query types (infrastructure, memory, hybrid) within ~30 s at laptop scale.
 Agents work in teams (namespaces shared across instances), so answers are shared through the
-cache as they would be in a team. Judged from the rows: success ≥ 95 %, average latency
-< 300 ms (gating beyond ci), cache hit rate > 70 % after warm-up, no deadlocks (no execution or
-client timeouts, no pool exhaustion, no database errors) and no race conditions (the coherency
-checker finds nothing: monotonic reads per session, one pattern per key and generation).
+cache as they would be in a team — and, as in a team, some requests store a memory in the team
+namespace (about one in nine, on the team's tracked topics), so a race between a write and the
+cached answers of the other instances can happen and be seen. Judged from the rows: success
+≥ 95 %, average latency < 300 ms (gating beyond ci), cache hit rate > 70 % after warm-up, no
+deadlocks (no execution or client timeouts, no pool exhaustion, no database errors) and no race
+conditions: the coherency checker (stale reads by generation and by content, read-your-writes,
+monotonic reads, duplicate fills, routing) finds nothing, over enough comparable pairs.
 `--duration S` repeats the load for a soak; the runner's leak check reads resources.parquet.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from actors.recorder import CLIENT_TIMEOUT
 from analysis import criteria, metrics
-from analysis.coherency import check_coherency
+from analysis.coherency import Needs, check_coherency
 from cluster.run import ClusterRun, RunResult
 from experiments import cache_rows
 from experiments.runner import Experiment, Outcome, main, run_load
@@ -39,25 +42,30 @@ QUERIES = {
     "give me a status report with my notes and system health": "hybrid",
     "troubleshoot the outage using past incidents and current health": "hybrid",
 }
-#: Per scale: agents, think time (ms) between an agent's requests, teams.
+#: Per scale: agents, think time (ms) between an agent's requests, teams, tracked topics per team.
 SIZES: dict[str, dict[str, Any]] = {
-    "ci": {"agents": 50, "think_ms": [0, 200], "teams": 5},
-    "laptop": {"agents": 50, "think_ms": [3000, 9000], "teams": 5},
-    "cloud": {"agents": 500, "think_ms": [3000, 9000], "teams": 50},
+    "ci": {"agents": 50, "think_ms": [0, 200], "teams": 5, "topics": 2},
+    "laptop": {"agents": 50, "think_ms": [3000, 9000], "teams": 5, "topics": 2},
+    "cloud": {"agents": 500, "think_ms": [3000, 9000], "teams": 50, "topics": 2},
 }
 SECTION = "1.1"
 TIMEOUT = -32001
 POOL_OR_DEPENDENCY = {-32002, -32003}
 
 
-def load_workload(think_ms: list[int], teams: int) -> dict[str, Any]:
-    """3–7 random mixed-type pattern requests per agent."""
+def load_workload(think_ms: list[int], teams: int, topics: int) -> dict[str, Any]:
+    """3–7 random requests per agent: mixed-type patterns, tracked recalls and team stores."""
     return {
-        "mix": {"execute_pattern": 1},
+        "mix": [
+            {"method": "execute_pattern", "weight": 6},
+            {"method": "execute_pattern", "weight": 2, "tracked": True},
+            {"method": "store_memory", "weight": 1, "tracked": True},
+        ],
         "requests_per_agent": [3, 7],
         "think_time_ms": think_ms,
         "queries": list(QUERIES),
         "teams": teams,
+        "topics": topics,
         "request_timeout_s": 20,
     }
 
@@ -75,21 +83,31 @@ class ConcurrencyExperiment(Experiment):
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         size = SIZES.get(args.scale, SIZES["laptop"])
-        warmup = {**load_workload([0, 0], size["teams"]), "requests_per_agent": 3}
+        load = load_workload(size["think_ms"], size["teams"], size["topics"])
+        # Warm-up reads only: every instance caches the mixed queries and the tracked topics.
+        warmup = {**load, "mix": load["mix"][:2], "think_time_ms": [0, 0], "requests_per_agent": 3}
         run.phase("warmup", warmup)
-        load = {**load_workload(size["think_ms"], size["teams"]), "seed": args.seed}
+        load = {**load, "seed": args.seed}
         phases = run_load(run, "load", load, args.duration)
         return {
             "agents": run.topology.agent_count,
             "sessions": dict(run.sessions),
             "load_phases": phases,
             "global_scope_patterns": cache_rows.global_scope_patterns(),
+            "pattern_ttls": cache_rows.pattern_ttls(),
         }
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
         table = cache_rows.scope_namespaces(result.table, facts["global_scope_patterns"])
         load = cache_rows.rows_of(table, phases=facts["load_phases"])
-        coherency = check_coherency(table, mode="strict", section=SECTION)
+        coherency = check_coherency(
+            table,
+            mode="strict",
+            section=SECTION,
+            content=True,
+            fill_ttl_s=facts["pattern_ttls"],
+            needs=Needs(content_pairs=10, content_reads=20),
+        )
         timing = args.scale != "ci"
         found = [
             criteria.success_rate_criterion(load, 95.0, section=SECTION),
@@ -112,7 +130,12 @@ class ConcurrencyExperiment(Experiment):
             "requests_per_agent_mean": load.num_rows / max(1, metrics.distinct(load, "agent_id")),
             "load_latency_ms": metrics.latency_exact(load),
             "routes": cache_rows.count_by(routes, "route"),
-            "race_conditions": coherency.monotonic.count + len(coherency.duplicates),
+            "race_conditions": coherency.stale.count
+            + coherency.read_your_writes.count
+            + coherency.monotonic.count
+            + len(coherency.duplicate_fills)
+            + len(coherency.routing)
+            + (coherency.content.violations if coherency.content else 0),
             "rows_by_instance": cache_rows.per_instance_counts(table),
         }
         return Outcome(found, extra, coherency)

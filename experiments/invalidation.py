@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from analysis import checks, criteria, metrics
+from analysis.checks import Evidence
 from analysis.coherency import check_coherency
 from cluster.run import ClusterRun, RunResult
 from experiments import cache_rows
@@ -91,6 +92,8 @@ class InvalidationExperiment(Experiment):
         worst = max(
             (d["max"] for d in instance_delays.values() if d.get("max") is not None), default=None
         )
+        samples = sum(int(d.get("count") or 0) for d in instance_delays.values())
+        repeat_lookups = cache_rows.rows_of(repeat, method="execute_pattern", success=True)
         found = [
             criteria.success_rate_criterion(table, 95.0, section=SECTION),
             _keys_missed("first_execution_miss", first, "each key's first execution computed it"),
@@ -98,6 +101,7 @@ class InvalidationExperiment(Experiment):
                 "repeat_execution_hit",
                 _rate(metrics.cache_hit_rate(repeat)),
                 100.0,
+                evidence=Evidence("repeated executions", repeat_lookups.num_rows, 1),
                 unit="%",
                 description="executions repeated before invalidation that hit the cache",
                 section=SECTION,
@@ -106,6 +110,7 @@ class InvalidationExperiment(Experiment):
                 "invalidations_acknowledged",
                 _rate(metrics.success_rate(inval)),
                 100.0,
+                evidence=Evidence("invalidate_cache calls", inval.num_rows, 1),
                 unit="%",
                 description="invalidate_cache calls that succeeded with a new generation",
                 section=SECTION,
@@ -117,6 +122,11 @@ class InvalidationExperiment(Experiment):
                 "no_stale_after_invalidation",
                 float(coherency.stale.count),
                 0,
+                evidence=Evidence(
+                    "reads begun after an acked invalidation of their namespace",
+                    coherency.stale.comparable,
+                    20,
+                ),
                 description="reads begun after an acked invalidation that saw an older generation",
                 section=SECTION,
                 critical=args.cache_mode == "strict",
@@ -125,6 +135,7 @@ class InvalidationExperiment(Experiment):
                 "propagation_max",
                 worst,
                 PROPAGATION_MAX_MS,
+                evidence=Evidence("invalidation messages timed by the instances", samples, 1),
                 unit="ms",
                 description="slowest invalidation message, publish → arrival, on any instance",
                 section=SECTION,
@@ -167,7 +178,15 @@ def _keys_missed(name: str, phase_rows: pa.Table, text: str) -> checks.Criterion
     ):
         missed[(ns, key)] = missed.get((ns, key), False) or not hit
     rate = 100.0 * sum(missed.values()) / len(missed) if missed else None
-    return checks.at_least(name, rate, 100.0, unit="%", description=text, section=SECTION)
+    return checks.at_least(
+        name,
+        rate,
+        100.0,
+        evidence=Evidence("(namespace, key)s executed in the phase", len(missed), 1),
+        unit="%",
+        description=text,
+        section=SECTION,
+    )
 
 
 EXPERIMENT = InvalidationExperiment()

@@ -24,6 +24,7 @@ from typing import Any
 
 from actors.recorder import CLIENT_TIMEOUT, Outcome, SessionInfo
 from analysis import checks, criteria
+from analysis.checks import Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -344,6 +345,7 @@ class McpComplianceExperiment(Experiment):
                 "jsonrpc_compliance",
                 float(reasons_containing(replies, "bad_envelope").num_rows),
                 0,
+                evidence=Evidence("driver replies checked", replies.num_rows, 1),
                 description=f"replies that are not valid JSON-RPC 2.0 responses (of {replies.num_rows})",
                 section=SECTION,
             ),

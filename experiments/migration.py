@@ -22,7 +22,7 @@ from typing import Any
 import ray
 
 from analysis import checks, criteria
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -122,6 +122,7 @@ class MigrationExperiment(Experiment):
                 bool(facts.get("backup_bytes")),
                 measured=f"{facts.get('backup_bytes', 0)} bytes",
                 expectation="a non-empty pg_dump of the 2.0 database before migrating",
+                evidence=Evidence("backups taken", int("backup_bytes" in facts), 1),
                 section=SECTION,
             ),
         ]

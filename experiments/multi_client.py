@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from actors.recorder import CLIENT_ERROR_REASONS, Outcome, SessionInfo
 from analysis import checks
+from analysis.checks import Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -202,6 +203,7 @@ class MultiClientExperiment(Experiment):
                 "all_clients_receive_responses",
                 float(answered),
                 expected_clients,
+                evidence=Evidence("client sessions that sent requests", len(by_session), 1),
                 description="sessions that got replies (10 per agent on every instance)",
                 section=SECTION,
             ),
@@ -209,6 +211,7 @@ class MultiClientExperiment(Experiment):
                 "client_success_rate",
                 rate_pct(ok_clients, len(by_session)),
                 80.0,
+                evidence=Evidence("client sessions", len(by_session), CLIENTS),
                 description="clients whose every request succeeded with its own reply (plan: ≥ 8/10)",
                 unit="%",
                 section=SECTION,
@@ -217,6 +220,7 @@ class MultiClientExperiment(Experiment):
                 "no_message_crosstalk",
                 float(reasons_containing(clients, "crosstalk").num_rows),
                 0,
+                evidence=Evidence("client requests", clients.num_rows, 1),
                 description="replies carrying another session's id or query, or stray frames",
                 section=SECTION,
             ),
@@ -226,14 +230,16 @@ class MultiClientExperiment(Experiment):
                 measured=f"{len(by_session)} distinct sessions; "
                 f"{own} of {named.num_rows} replies named their own session",
                 expectation=f"{expected_clients} distinct sessions, each reply naming its own",
+                evidence=Evidence("replies naming a session", named.num_rows, 1),
                 section=SECTION,
             ),
             checks.holds(
                 "connection_limit_enforced",
-                bool(over) and len(refused) == len(over),
+                len(refused) == len(over),
                 measured="; ".join(f"{r['error_code']} {r['error_reason']}" for r in over)
                 or "none",
                 expectation="the 11th socket of one agent is closed with 1013 and the limit reason",
+                evidence=Evidence("connections over the limit tried", len(over), 1),
                 section="10",
             ),
             all_succeeded(

@@ -6,7 +6,9 @@ ONE instance, so they exceed its pool as the plan intends. Pool figures (peak in
 waiting, acquisition waits, exhaustions) come from the instances' own /health before and after;
 a leak check compares pg_stat_activity and every pool's in-use count before and after.
 A memory pattern whose pool wait ran out would fall back to the LLM (route llm_fallback) rather
-than fail, so the zero-exceptions check counts those rows too.
+than fail, so the zero-exceptions check counts those rows too. `graceful_queuing` needs evidence
+that queuing happened at all: at least one borrow that began while every connection of the
+target's pool was out (the pool's `queued_total`), and none timed out.
 
     python experiments/pool_stress.py --scale ci --requests 80 --out /tmp/pool
 """
@@ -23,7 +25,7 @@ import asyncio
 from typing import Any
 
 from analysis import checks, criteria
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
 from experiments.support.driver import DriverAgents, DriverLog
@@ -124,7 +126,8 @@ class PoolStress(Experiment):
         target = facts["target_instance"]
         pool = facts["pool_after"].get(target, {})
         before = facts["pool_before"].get(target, {})
-        in_use_after = sum(int(p.get("in_use", 0)) for p in facts["pool_after"].values())
+        after = facts["pool_after"]
+        in_use_after = sum(int(p.get("in_use", 0)) for p in after.values())
         growth = sum(
             int(facts["pool_after"][i].get("size", 0)) - int(facts["pool_before"][i].get("size", 0))
             for i in facts["pool_after"]
@@ -132,11 +135,13 @@ class PoolStress(Experiment):
         )
         extra_pg = facts["pg_connections_after"] - facts["pg_connections_before"]
         exhausted = int(pool.get("exhausted_total", 0)) - int(before.get("exhausted_total", 0))
+        queued = queued_borrows(before, pool)
         judged: list[Criterion] = [
             checks.equals(
                 "database_exceptions",
                 float(db_errors + fallbacks.num_rows),
                 0,
+                evidence=Evidence("load requests", rows.num_rows, 1),
                 description="rows failed with a database/pool error, or answered by the LLM "
                 "because the memory pattern failed",
                 section=SECTION,
@@ -144,10 +149,14 @@ class PoolStress(Experiment):
             checks.holds(
                 "graceful_queuing",
                 exhausted == 0 and db_errors == 0,
-                measured=f"peak in use {pool.get('in_use_peak')}/{pool.get('max')}, peak waiting "
+                measured=f"{queued} borrows queued for a full pool, peak in use "
+                f"{pool.get('in_use_peak')}/{pool.get('max')}, peak waiting "
                 f"{pool.get('waiting_peak')}, max wait {pool.get('acquire_wait_ms_max')} ms, "
                 f"exhausted {exhausted}",
                 expectation="callers beyond the pool wait for a connection; none times out",
+                evidence=Evidence(
+                    "requests that waited for a connection of a full pool", queued, 1
+                ),
                 section=SECTION,
             ),
             criteria.success_rate_criterion(rows, 96.0, section=SECTION),
@@ -155,6 +164,7 @@ class PoolStress(Experiment):
             checks.holds(
                 "no_connection_leak",
                 in_use_after == 0 and extra_pg <= max(growth, 0),
+                evidence=Evidence("instances whose pool was read after the load", len(after), 1),
                 measured=f"pools in use after: {in_use_after}; pg_stat_activity "
                 f"{facts['pg_connections_before']} → {facts['pg_connections_after']}, "
                 f"pool growth {growth}",
@@ -170,11 +180,19 @@ class PoolStress(Experiment):
                 "pool_wait_ms_avg": pool.get("acquire_wait_ms_avg"),
                 "pool_in_use_peak": pool.get("in_use_peak"),
                 "pool_waiting_peak": pool.get("waiting_peak"),
+                "pool_queued_borrows": queued,
                 "pool_utilisation_peak": (pool.get("in_use_peak") or 0) / (pool.get("max") or 1),
                 "load_latency": latency_breakdown(rows),
                 "errors_by_code": error_codes(rows),
             },
         )
+
+
+def queued_borrows(before: dict[str, Any], after: dict[str, Any]) -> int | None:
+    """Borrows that found the pool full during the load (None: the server does not count them)."""
+    if "queued_total" not in after:
+        return None
+    return int(after["queued_total"]) - int(before.get("queued_total", 0))
 
 
 EXPERIMENT = PoolStress()

@@ -3,7 +3,8 @@
 An experiment is a small object with three hooks (`instance_env`, `drive`, `check`); `main` does
 the rest — Ray and the service instances through `cluster.ClusterRun`, the history table, the
 resource table, the reports in the run folder, the terminal dashboard, and the leak check at the
-end. The exit code is 0 when every critical criterion passed, 1 when one failed, 2 on bad input.
+end. The exit code is 0 when every critical criterion passed, 1 when one failed (or was skipped
+without `--allow-skip NAME`), 2 on bad input.
 
 Scripts run as `python experiments/<name>.py` and as
 `ray job submit --working-dir . -- python experiments/<name>.py`.
@@ -28,15 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from analysis.coherency import CoherencyReport
 from analysis.metrics import summarize
-from analysis.report import write_report
+from analysis.report import all_criteria, write_report
 from analysis.resources import leak_criteria, resource_criteria
 from analysis.schema import concat
 from analysis.terminal import print_dashboard
 from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
 from cluster.topology import PRESETS, load_preset
+from experiments.support.bugs import add_bug_argument, bug_env, injected_bugs
 
 log = logging.getLogger("experiments")
 
@@ -104,6 +106,15 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
     parser.add_argument("--run-id", default=None, help="run id (default: scenario + random)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--allow-skip",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept that critical criterion NAME is skipped (repeatable); "
+        "any other skipped critical criterion fails the run",
+    )
+    add_bug_argument(parser)
     experiment.add_arguments(parser)
     return parser
 
@@ -117,6 +128,7 @@ def run_experiment(
 ) -> tuple[int, Path]:
     """Run one experiment end to end; (exit code, run folder). Tests pass their `infra`."""
     args = build_parser(experiment).parse_args(argv)
+    bugs = injected_bugs(args)
     out = (args.out or DEFAULT_OUT_ROOT / experiment.scenario).resolve()
     before = child_processes()
     started_at = datetime.now(UTC)
@@ -131,7 +143,7 @@ def run_experiment(
         out_dir=out,
         run_id=args.run_id,
         address=args.address,
-        instance_env=experiment.instance_env(args),
+        instance_env={**experiment.instance_env(args), **bug_env(bugs)},
         infra=infra,
         state_dir=state_dir,
         progress=not args.quiet,
@@ -157,23 +169,30 @@ def run_experiment(
             not leaked,
             measured=", ".join(f"{p.pid}:{p.name()}" for p in leaked) or "none",
             expectation="every process the run started is gone",
+            evidence=Evidence("child-process scans after teardown", 1, 1),
             section="1.1",
         )
     )
-    metrics = {**summarize(result.table), **outcome.metrics, "facts": facts}
+    judged = checks.allow_skips(all_criteria(criteria, outcome.coherency), args.allow_skip)
+    metrics = {
+        **summarize(result.table),
+        **outcome.metrics,
+        "clocks": result.clocks,
+        "facts": facts,
+    }
+    metrics["injected_bugs"] = bugs
     write_report(
         out,
         run_id=run_id,
         scenario=experiment.scenario,
         history=result.table,
-        criteria=criteria,
+        criteria=judged,
         metrics=metrics,
         resources=result.resources,
         coherency=outcome.coherency,
         started_at=started_at,
         finished_at=finished_at,
     )
-    judged = criteria + (outcome.coherency.criteria if outcome.coherency else [])
     print_dashboard(
         scenario=experiment.scenario,
         criteria=judged,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import checks, criteria
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from analysis.resources import resource_summary
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import Experiment, Outcome, main
@@ -153,9 +153,21 @@ class ThroughputExperiment(Experiment):
         target = facts["target_rps"]
         timing = args.scale != "ci"
         if rows.num_rows == 0:
-            return Outcome([checks.skipped("throughput", "no load rows", section=SECTION)])
+            # Not a skip: a load phase that sent nothing is a failed run.
+            return Outcome(
+                [
+                    checks.at_least(
+                        "actual_rps",
+                        None,
+                        MIN_RPS_FRACTION * target,
+                        evidence=Evidence("load requests", 0, 1),
+                        section=SECTION,
+                    )
+                ]
+            )
         lo, hi = sustain_window(rows)
         sustained = completed_rps(rows, lo, hi)
+        sustain_rows = between(rows, lo, hi).num_rows
         parts = thirds(rows, lo, hi)
         first, last = parts[0], parts[-1]
         degraded = (
@@ -172,6 +184,7 @@ class ThroughputExperiment(Experiment):
                 "actual_rps",
                 sustained,
                 MIN_RPS_FRACTION * target,
+                evidence=Evidence("requests intended in the sustain window", sustain_rows, 20),
                 description=f"successful replies per second in the {SUSTAIN_S:g}s sustain window "
                 f"(target {target:g})",
                 unit=" rps",
@@ -187,6 +200,9 @@ class ThroughputExperiment(Experiment):
                 f" last third {last['latency_mean_ms']:.1f} ms / {last['rps']:.1f} rps"
                 if not (first["latency_mean_ms"] is None or last["latency_mean_ms"] is None)
                 else "a third of the window had no rows",
+                evidence=Evidence(
+                    "requests in the emptiest third of the window", min(p["sent"] for p in parts), 5
+                ),
                 expectation=f"last-third mean latency ≤ {DEGRADATION_FACTOR:g}× first + "
                 f"{DEGRADATION_SLACK_MS:g} ms and rate ≥ {MIN_RPS_FRACTION:.0%} of first",
                 section=SECTION,
@@ -196,6 +212,11 @@ class ThroughputExperiment(Experiment):
                 "cpu_usage",
                 cpu,
                 80.0,
+                evidence=Evidence(
+                    "resource samples",
+                    0 if result.resources is None else result.resources.num_rows,
+                    1,
+                ),
                 description="p95 CPU of the busiest service instance (percent of the machine)",
                 unit="%",
                 section=SECTION,

@@ -3,8 +3,10 @@
 Instances run with TMWS_ENABLE_TEST_PATTERNS=true, which loads `slow_test_pattern` (trigger
 "slow pattern test": `slow_tool` holds a pooled connection in `pg_sleep(8)`, timeout_s 5). The
 driver sends it from sessions on every instance while the swarms keep sending fast requests. Each
-slow request must come back as -32001 after about 5 s; afterwards no `pg_sleep` may still run in
-PostgreSQL and every pool must be back to zero connections in use. Fewer than 5 slow requests go
+slow request must come back as -32001 after about 5 s; right after the replies no `pg_sleep` may
+still run in PostgreSQL and every pool must be back to zero connections in use — checked while an
+uncancelled `pg_sleep(8)` would still be running (at least `LEAK_MARGIN_S` before its natural
+end), so a sleep that was never cancelled cannot pass by ending on its own. Fewer than 5 slow requests go
 to each instance, so the pattern's own timeout learning (demotion after 5 failures) stays out
 of the way; the stats it keeps are recorded as facts.
 """
@@ -22,7 +24,7 @@ import time
 from typing import Any
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -42,6 +44,10 @@ SECTION = "6.2"
 SLOW_QUERY = "slow pattern test"
 THRESHOLD_S = 5.0
 LIMIT_MS = 5500.0
+#: How long slow_test_pattern's pg_sleep runs when nobody cancels it (configs/patterns.yaml).
+SLEEP_S = 8.0
+#: The leak check must be over this long before an uncancelled sleep would end by itself.
+LEAK_MARGIN_S = 1.0
 #: slow requests per instance (kept below the 5 failures that demote a pattern)
 SLOW_PER_INSTANCE = {"ci": 2, "laptop": 4, "cloud": 4}
 SWARM_REQUESTS = {"ci": 4, "laptop": 10, "cloud": 20}
@@ -106,7 +112,7 @@ class TimeoutExperiment(Experiment):
                 )
             )  # fmt: skip
             facts["t_slow_end_ns"] = time.time_ns()
-            facts["pg_sleep_at_reply"] = await _pg_sleeps(database_url)
+            facts.update(await _released(run, database_url, facts["t_slow_start_ns"]))
             stats = await asyncio.gather(
                 *(log.call(s, "get_pattern_stats", {"pattern_name": "slow_test_pattern"},
                            phase="after", key="stats") for s in sessions[::per_instance])
@@ -116,16 +122,6 @@ class TimeoutExperiment(Experiment):
             ]
         finally:
             await asyncio.gather(*(s.close() for s in sessions))
-        sleeping, facts["pg_sleep_wait_s"] = await wait_for(
-            lambda: _pg_sleeps(database_url), lambda n: n == 0, timeout_s=10.0
-        )
-        facts["pg_sleep_after"] = sleeping
-        health, facts["pool_wait_s"] = await wait_for(
-            lambda: health_all(run),
-            lambda hs: all((h.get("pool") or {}).get("in_use") == 0 for h in hs),
-            timeout_s=10.0,
-        )
-        facts["pool_in_use_after"] = [p.get("in_use") for p in pool_figures(health).values()]
         return facts
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
@@ -148,6 +144,7 @@ class TimeoutExperiment(Experiment):
                 "client_receives_timeout_error",
                 float(where(slow, error_code=-32001).num_rows),
                 facts["slow_sent"],
+                evidence=Evidence("slow requests sent", facts["slow_sent"], 1),
                 description="timeout errors received, one per slow request sent",
                 section=SECTION,
             ),
@@ -155,6 +152,7 @@ class TimeoutExperiment(Experiment):
                 "timeout_latency_max",
                 max(lat) if lat else None,
                 LIMIT_MS,
+                evidence=Evidence("slow requests answered", len(lat), 1),
                 description=f"slowest timeout reply (budget {THRESHOLD_S:g} s)",
                 unit="ms",
                 section=SECTION,
@@ -164,6 +162,7 @@ class TimeoutExperiment(Experiment):
                 "timeout_latency_min",
                 min(lat) if lat else None,
                 THRESHOLD_S * 1000 * 0.95,
+                evidence=Evidence("slow requests answered", len(lat), 1),
                 description="fastest timeout reply (not cut short before the budget)",
                 unit="ms",
                 section=SECTION,
@@ -171,23 +170,71 @@ class TimeoutExperiment(Experiment):
             ),
             checks.holds(
                 "no_resource_leaks",
-                facts["pg_sleep_after"] == 0 and all(n == 0 for n in facts["pool_in_use_after"]),
+                facts["released"],
                 measured=f"pg_sleep running: {facts['pg_sleep_at_reply']} at the replies, "
-                f"{facts['pg_sleep_after']} after {facts['pg_sleep_wait_s']:.1f}s; "
-                f"pool in_use {facts['pool_in_use_after']}",
-                expectation="no pg_sleep left in PostgreSQL, every pool back to 0 in use",
+                f"{facts['pg_sleep_last']} at the last look; pool in_use "
+                f"{facts['pool_in_use_last']}; "
+                + (
+                    f"released {facts['released_before_natural_end_s']:.2f}s before an "
+                    "uncancelled sleep would have ended"
+                    if facts["released"]
+                    else f"not released within {facts['leak_check_s']:.2f}s"
+                ),
+                expectation="right after the timeouts, no pg_sleep left in PostgreSQL and every "
+                f"pool back to 0 in use, ≥ {LEAK_MARGIN_S:g}s before the sleep could end itself",
+                evidence=Evidence(
+                    "s an uncancelled pg_sleep still had to run when the leak check began",
+                    round(facts["sleep_left_at_check_s"], 3),
+                    LEAK_MARGIN_S,
+                ),
                 section=SECTION,
             ),
             checks.at_least(
                 "other_requests_unaffected",
                 success_pct(other),
                 99.0,
-                description=f"swarm requests sent while slow patterns ran ({other.num_rows})",
+                evidence=Evidence(
+                    "swarm requests sent while slow patterns ran", other.num_rows, 10
+                ),
+                description="swarm requests sent while slow patterns ran that succeeded",
                 unit="%",
                 section=SECTION,
             ),
         ]
         return Verdict(found, metrics={"timeout_latency_ms": lat})
+
+
+async def _released(run: ClusterRun, database_url: str, t_start_ns: int) -> dict[str, Any]:
+    """Poll PostgreSQL and every pool until the slow work is gone, but only until
+    `LEAK_MARGIN_S` before an uncancelled sleep would end by itself (sent at `t_start_ns`)."""
+    natural_end_ns = t_start_ns + int(SLEEP_S * 1e9)
+    check_start_ns = time.time_ns()
+    budget_s = max(0.0, (natural_end_ns - check_start_ns) / 1e9 - LEAK_MARGIN_S)
+
+    async def look() -> tuple[int, list[Any]]:
+        sleeps, health = await asyncio.gather(_pg_sleeps(database_url), health_all(run))
+        return sleeps, [p.get("in_use") for p in pool_figures(health).values()]
+
+    first = await look()
+    (sleeping, in_use), waited = await wait_for(
+        look,
+        lambda v: v[0] == 0 and bool(v[1]) and all(n == 0 for n in v[1]),
+        timeout_s=budget_s,
+        interval_s=0.05,
+    )
+    done_ns = time.time_ns()
+    released = sleeping == 0 and bool(in_use) and all(n == 0 for n in in_use)
+    return {
+        "pg_sleep_at_reply": first[0],
+        "pool_in_use_at_reply": first[1],
+        "pg_sleep_last": sleeping,
+        "pool_in_use_last": in_use,
+        "leak_check_s": waited,
+        "sleep_left_at_check_s": (natural_end_ns - check_start_ns) / 1e9,
+        # A release seen after the margin proves nothing: the sleep might have ended itself.
+        "released": released and done_ns < natural_end_ns - int(LEAK_MARGIN_S * 1e9),
+        "released_before_natural_end_s": (natural_end_ns - done_ns) / 1e9,
+    }
 
 
 async def _pg_sleeps(database_url: str) -> int:

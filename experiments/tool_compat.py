@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -239,6 +239,7 @@ class ToolCompatExperiment(Experiment):
         # The suite's window includes its last send: [start, end] in integer ns.
         overlapping = between(patterns, start, end + 1).num_rows
         failing = where(suites, key="workflow_failing")
+        without = where_in(where(table, phase="swarm-without"), "method", EXISTING)
         found: list[Criterion] = [
             all_succeeded(
                 "existing_tools_no_regression",
@@ -259,20 +260,27 @@ class ToolCompatExperiment(Experiment):
                 not diff and bool(verdicts["with"]),
                 measured="same verdict for every step" if not diff else f"differs: {diff}",
                 expectation="each step's outcome without and with pattern traffic is the same",
+                evidence=Evidence("steps run in both phases", len(verdicts["with"]), 1),
                 section=SECTION,
             ),
             checks.at_least(
                 "no_interference_existing_tools",
                 success_pct(where_in(swarm_with, "method", EXISTING)),
                 99.0,
+                evidence=Evidence(
+                    "swarm calls of existing tools",
+                    where_in(swarm_with, "method", EXISTING).num_rows,
+                    10,
+                ),
                 description="swarm calls of existing tools that succeeded while patterns ran",
                 unit="%",
                 section=SECTION,
             ),
             checks.at_least(
                 "existing_tools_without_patterns",
-                success_pct(where_in(where(table, phase="swarm-without"), "method", EXISTING)),
+                success_pct(without),
                 99.0,
+                evidence=Evidence("swarm calls of existing tools", without.num_rows, 10),
                 description="swarm calls of existing tools that succeeded, no pattern traffic",
                 unit="%",
                 section=SECTION,
@@ -281,6 +289,7 @@ class ToolCompatExperiment(Experiment):
                 "pattern_execution_success",
                 success_pct(patterns),
                 95.0,
+                evidence=Evidence("execute_pattern calls", patterns.num_rows, 10),
                 description="execute_pattern calls interleaved with the existing tools (failures "
                 "are pattern time budgets of 1-3 s exceeded under CPU load: gating off ci only)",
                 unit="%",
@@ -291,6 +300,7 @@ class ToolCompatExperiment(Experiment):
                 "concurrent_pattern_requests",
                 float(overlapping),
                 1,
+                evidence=Evidence("execute_pattern calls", patterns.num_rows, 1),
                 description="execute_pattern requests sent while the driver suite ran",
                 section=SECTION,
             ),

@@ -17,8 +17,17 @@ with bounded retries (service/store/db.py):
 - concurrent store/recall: each writer's own text is its top recall hit, and the namespace's
   memory count equals the acknowledged stores.
 
-`update_task` touches one row per transaction, so the API cannot produce a deadlock; conflicts
-show up as serialization failures, retried by the store (retry counters from /health are facts).
+- a real deadlock: `update_task` touches one row, so the API alone cannot deadlock; the driver
+  makes one. It installs (for the probe only) a trigger that, when task A is updated, also
+  touches task B; it holds B's row lock in its own transaction, sends `update_task(A)` (which
+  locks A, then waits for B in the trigger), and then updates A itself. PostgreSQL detects the
+  deadlock and aborts the service's transaction (the driver raises its own deadlock_timeout, so
+  the service's is the one that fires); the service must retry it and succeed once the driver
+  rolls back — or report a clear error, never -32603. The evidence is PostgreSQL's own deadlock
+  counter and the service's retry counter; without a deadlock the criterion fails.
+
+Conflicts otherwise show up as serialization failures, retried by the store (retry counters
+from /health are facts).
 """
 
 import sys
@@ -33,8 +42,10 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
+
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -233,8 +244,16 @@ class TransactionIsolationExperiment(Experiment):
             )
             for k in range(size["tasks"] + 2)
         ]
+        locks = [
+            await log.call(
+                first.session, "create_task", {"title": f"deadlock {k}"}, phase="setup",
+                row=written_cols,
+            )
+            for k in "AB"
+        ]  # fmt: skip
         ids = [((c.result or {}).get("task") or {}).get("task_id") for c in created]
         shared, counter, dirty = ids[:-2], ids[-2], ids[-1]
+        lock_a, lock_b = (((c.result or {}).get("task") or {}).get("task_id") for c in locks)
         await asyncio.gather(
             *(w.blind(shared, size["updates"]) for w in writers),
             *(w.increment(counter, size["increments"]) for w in writers),
@@ -242,10 +261,13 @@ class TransactionIsolationExperiment(Experiment):
             *(self._reader(w, shared, size["reads"]) for w in writers[::2]),
         )
         queued = await self._dirty_probe(writers, dirty, size["reads"], database_url)
+        deadlock = await self._deadlock_probe(first, lock_a, lock_b, database_url)
         return {
             "shared_tasks": shared,
             "counter_task": counter,
             "dirty_task": dirty,
+            "deadlock_tasks": [lock_a, lock_b],
+            "deadlock": deadlock,
             "queued_behind_lock": queued,
             "writers": len(writers),
             **{f"size_{k}": v for k, v in size.items()},
@@ -288,6 +310,58 @@ class TransactionIsolationExperiment(Experiment):
             await w.read(task_id, "dirty-after")
         return waiting
 
+    async def _deadlock_probe(
+        self, writer: Writer, task_a: str, task_b: str, database_url: str
+    ) -> dict[str, Any]:
+        """Make the service's update_task(A) deadlock with the driver (see the docstring)."""
+        name = "tmws_deadlock_probe_" + "".join(c for c in task_a if c.isalnum())[:12]
+        async with connection(database_url, 30) as conn:
+            await conn.execute(_TRIGGER_SQL.format(name=name, a=task_a, b=task_b))
+            try:
+                return await self._deadlock(writer, task_a, task_b, database_url)
+            finally:
+                await conn.execute(f"DROP TRIGGER IF EXISTS {name} ON tasks")
+                await conn.execute(f"DROP FUNCTION IF EXISTS {name}()")
+
+    async def _deadlock(
+        self, writer: Writer, task_a: str, task_b: str, database_url: str
+    ) -> dict[str, Any]:
+        before = await _deadlocks(database_url)
+        facts: dict[str, Any] = {"driver_victim": False, "deadlock_timeout_raised": True}
+        async with connection(database_url, 30) as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                # The service's backend must be the one that detects the deadlock.
+                await conn.execute("SET LOCAL deadlock_timeout = '20s'")
+            except asyncpg.PostgresError:
+                facts["deadlock_timeout_raised"] = False
+                await tx.rollback()
+                tx = conn.transaction()
+                await tx.start()
+            await conn.execute("UPDATE tasks SET updated_at = now() WHERE id = $1::uuid", task_b)
+            call = asyncio.create_task(writer.update(task_a, {"status": "in_progress"}, "deadlock"))
+            facts["service_waiting"], _ = await wait_for(
+                lambda: _lock_waiters(database_url), lambda n: n >= 1, timeout_s=10.0
+            )
+            try:
+                # Blocks on the service's lock of A: the cycle is closed here.
+                await conn.execute(
+                    "UPDATE tasks SET updated_at = now() WHERE id = $1::uuid",
+                    task_a,
+                    timeout=30,
+                )
+            except asyncpg.DeadlockDetectedError:
+                facts["driver_victim"] = True
+            finally:
+                await tx.rollback()
+            await call
+        facts["deadlocks_detected"], _ = await wait_for(
+            lambda: _deadlocks(database_url), lambda n: n > before, timeout_s=5.0
+        )
+        facts["deadlocks_detected"] -= before
+        return facts
+
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
         table = where(result.table, agent_id=facts["namespace"])
         final = {t["id"]: t for t in facts["final_tasks"]}
@@ -296,6 +370,11 @@ class TransactionIsolationExperiment(Experiment):
                 "no_dirty_reads",
                 float(reasons_containing(table, "dirty_read").num_rows),
                 0,
+                evidence=Evidence(
+                    "reads while the uncommitted update was held",
+                    where(table, phase="dirty-read").num_rows,
+                    1,
+                ),
                 description="reads that saw the driver's uncommitted UPDATE",
                 section=SECTION,
             ),
@@ -309,6 +388,11 @@ class TransactionIsolationExperiment(Experiment):
                 "read_after_write_violations",
                 float(reasons_containing(table, "stale_read_after_write").num_rows),
                 0,
+                evidence=Evidence(
+                    "reads after the session's own write",
+                    where_in(table, "phase", ["cas", "reads", "memory"]).num_rows,
+                    1,
+                ),
                 description="reads (task or memory) older than the session's own acknowledged write",
                 section=SECTION,
             ),
@@ -316,6 +400,7 @@ class TransactionIsolationExperiment(Experiment):
                 "internal_errors",
                 float(where(table, error_code=-32603).num_rows),
                 0,
+                evidence=Evidence("requests", table.num_rows, 1),
                 description="-32603 replies (conflicts and lock waits must be handled, not crash)",
                 section=SECTION,
             ),
@@ -342,27 +427,18 @@ class TransactionIsolationExperiment(Experiment):
                 wrong.append(f"{task_id[:8]} v{final[task_id]['version']}≠{expected}")
         counter = json.loads(final[facts["counter_task"]]["result"] or "{}").get("counter", 0)
         cas_acked = acked.get(facts["counter_task"], 0)
-        retries = facts["retries"]
         return [
             checks.holds(
                 "serializable_isolation",
                 not wrong and counter == cas_acked,
+                evidence=Evidence("acknowledged updates", sum(acked.values()), 1),
                 measured=f"versions {'ok' if not wrong else ', '.join(wrong)}; "
                 f"counter {counter} after {cas_acked} acknowledged increments; "
                 f"{sum(acked.values())} acknowledged updates",
                 expectation="final version = 1 + acknowledged updates; counter = acknowledged increments",
                 section=SECTION,
             ),
-            checks.holds(
-                "deadlocks_handled_gracefully",
-                where(table, error_code=-32603).num_rows == 0 and bool(updates.num_rows),
-                measured=f"{retries['serializable_retries_total']} serialization conflicts retried, "
-                f"{retries['serializable_retries_exhausted_total']} gave up (-32003), "
-                f"{facts['queued_behind_lock']} updates waited behind a held row lock and completed; "
-                "single-row transactions cannot deadlock through the API",
-                expectation="conflicts retried or reported as clear errors, never -32603",
-                section=SECTION,
-            ),
+            deadlock_criterion(table, facts["deadlock"]),
             all_succeeded(
                 "rollback_handling",
                 where(table, phase="dirty-queued"),
@@ -389,9 +465,56 @@ class TransactionIsolationExperiment(Experiment):
                 measured=f"{len(dirty)} tasks with rolled-back data, {len(unreadable)} unreadable "
                 f"results, {facts['memory_rows']} memories stored for {stores} acknowledged stores",
                 expectation="no rolled-back data, every result readable, memories = acknowledged stores",
+                evidence=Evidence("tasks read back after the run", len(final), 1),
                 section=SECTION,
             ),
         ]
+
+
+#: Test-only trigger (dropped after the probe): an update of task A also touches task B.
+_TRIGGER_SQL = """
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks SET updated_at = now() WHERE id = '{b}'::uuid;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER {name} AFTER UPDATE ON tasks FOR EACH ROW
+    WHEN (NEW.id = '{a}'::uuid) EXECUTE FUNCTION {name}();
+"""
+
+
+def deadlock_criterion(table: Any, probe: dict[str, Any]) -> Criterion:
+    """The service's transaction was a deadlock's victim and the request still ended well: it
+    succeeded (retried) or failed with a clear error, and nothing in the run answered -32603."""
+    rows = where(table, phase="deadlock")
+    ok_rows = successes(rows).num_rows
+    codes = sorted({str(c) for c in rows.column("error_code").to_pylist() if c is not None})
+    internal = where(table, error_code=-32603).num_rows
+    handled = (
+        rows.num_rows > 0 and internal == 0 and (ok_rows == rows.num_rows or "-32003" in codes)
+    )
+    victim = 0 if probe.get("driver_victim") else int(probe.get("deadlocks_detected") or 0)
+    return checks.holds(
+        "deadlocks_handled_gracefully",
+        handled,
+        measured=f"{probe.get('deadlocks_detected')} deadlock(s) detected by PostgreSQL "
+        f"(driver the victim: {probe.get('driver_victim')}); the deadlocked update_task: "
+        f"{ok_rows}/{rows.num_rows} succeeded{', errors ' + ', '.join(codes) if codes else ''}; "
+        f"-32603 in the run: {internal}",
+        expectation="the service's deadlocked transaction is retried (or reported as a clear "
+        "error), never -32603",
+        evidence=Evidence("deadlocks the service's own transaction lost", victim, 1),
+        section=SECTION,
+    )
+
+
+async def _deadlocks(database_url: str) -> int:
+    """PostgreSQL's deadlock counter of this database."""
+    rows = await fetch(
+        database_url,
+        "SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()",
+    )
+    return int(rows[0]["n"])
 
 
 async def _lock_waiters(database_url: str) -> int:

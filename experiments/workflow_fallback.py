@@ -27,7 +27,7 @@ import asyncio
 from typing import Any
 
 from analysis import checks
-from analysis.checks import Criterion
+from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, main
 from experiments.runner import Outcome as Verdict
@@ -201,6 +201,7 @@ class WorkflowFallbackExperiment(Experiment):
                 measured=f"{facts['learning_failures_recorded']} pattern_executions rows with "
                 f"success=false for {PATTERN}; {expected} fallbacks in the history",
                 expectation="one success=false row per failing execution",
+                evidence=Evidence("fallbacks in the history", expected, 1),
                 section=SECTION,
             ),
             checks.holds(
@@ -208,6 +209,9 @@ class WorkflowFallbackExperiment(Experiment):
                 demotion["demoted"] and demotion["routes"][-1:] == ["llm"],
                 measured=f"routes {demotion['routes']}; demoted={demotion['demoted']}",
                 expectation=f"after {DEMOTION_RUNS} recorded failures the query goes to the LLM",
+                evidence=Evidence(
+                    "routing decisions after the failures", len(demotion["routes"]), 1
+                ),
                 section=SECTION,
             ),
         ]

@@ -19,9 +19,17 @@ from service.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
+#: /health's own database round trip (the probe must answer well inside a client's patience).
+HEALTH_DB_DEADLINE_S = 2.0
+
 
 def resolve_urls(settings: Settings, *, start: bool = True) -> tuple[str, str, Any]:
-    """(database_url, redis_url, embedded infra this call started or None)."""
+    """(database_url, redis_url, embedded infra this process owns and must stop, or None).
+
+    Servers found running under the state folder are used as they are while their recorded
+    owner (`tmws infra up`, or a live process) has them; servers whose owner died (a crashed
+    `tmws serve`), or that run without a record, are adopted: this process stops them on exit.
+    """
     if settings.database.url and settings.redis_url:
         return settings.database.url, settings.redis_url, None
     from service.infra.embedded import EmbeddedInfra, InfraError, read_infra_file
@@ -29,15 +37,18 @@ def resolve_urls(settings: Settings, *, start: bool = True) -> tuple[str, str, A
     state_dir = settings.state_dir.resolve()
     infra = EmbeddedInfra.create(state_dir)
     recorded = read_infra_file(state_dir)
-    already_up = recorded is not None and infra.postgres.running() and infra.redis.running()
+    running = infra.postgres.running() and infra.redis.running()
     owned = None
-    if not already_up:
+    if not (running and recorded is not None and infra.owner_alive()):
         if not start:
+            if running:
+                return infra.database_url, infra.redis_url, None
             raise InfraError(
                 f"no database URL given and no embedded servers running under {state_dir} "
                 "(set TMWS_DATABASE_URL or run `tmws infra up`)"
             )
-        infra = EmbeddedInfra.start(state_dir)
+        infra.resume()  # left paused by a fault driver that died with the previous owner
+        infra = EmbeddedInfra.start(state_dir, owner="process")
         owned = infra
     return (
         settings.database.url or infra.database_url,
@@ -88,8 +99,10 @@ async def start_services(settings: Settings) -> Services:
         )
         embedder = Embedder()
         await embedder.warm_up()
-        db = await Database.connect(settings.database)
-        cache = await CoherentCache.start(redis_url, settings.cache, settings.instance_id)
+        db = await Database.connect(settings.database, bugs=settings.bugs)
+        cache = await CoherentCache.start(
+            redis_url, settings.cache, settings.instance_id, bugs=settings.bugs
+        )
         services = Services(
             settings=settings,
             tools=build_tool_registry(settings),
@@ -122,6 +135,9 @@ async def stop_services(services: Services) -> None:
     if services.cache is not None:
         await services.cache.close()
     if services.db is not None:
+        from service.store.executions import close_writer
+
+        await close_writer(services.db)  # the queued learning record, bounded
         await services.db.close()
     if services.owned_infra is not None:
         await asyncio.to_thread(services.owned_infra.stop)
@@ -129,13 +145,15 @@ async def stop_services(services: Services) -> None:
 
 async def health(services: Services) -> dict[str, Any]:
     """Status of each dependency, breaker states, pool and cache figures."""
+    from service.store.executions import writer_stats
+
     db_status = "unknown"
     if services.db is not None:
         try:
-            await asyncio.wait_for(services.db.ping(), timeout=2.0)
+            await services.db.ping(deadline_s=HEALTH_DB_DEADLINE_S)
             db_status = "ok"
         except Exception as exc:  # health reports any failure as data, never raises
-            db_status = f"unavailable: {exc}"
+            db_status = f"unavailable: {_reason(exc)}"
     cache_stats = services.cache.stats() if services.cache is not None else {}
     redis_status = "degraded" if cache_stats.get("degraded") else "ok"
     status = "ok" if db_status == "ok" and redis_status == "ok" else "degraded"
@@ -148,6 +166,7 @@ async def health(services: Services) -> dict[str, Any]:
         "postgres": db_status,
         "redis": redis_status,
         "pool": services.db.pool_stats() if services.db is not None else {},
+        "learning_record": writer_stats(services.db) if services.db is not None else None,
         "breakers": {
             "postgresql": services.db.breaker.stats() if services.db is not None else None,
             "redis": cache_stats.get("breaker"),
@@ -155,6 +174,11 @@ async def health(services: Services) -> dict[str, Any]:
         "cache": cache_stats,
         "sessions": services.sessions.stats() if services.sessions is not None else {},
     }
+
+
+def _reason(exc: BaseException) -> str:
+    """Never empty: a bare TimeoutError has no message of its own."""
+    return str(exc) or type(exc).__name__
 
 
 def _redact(url: str) -> str:

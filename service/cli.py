@@ -44,7 +44,7 @@ def cmd_infra(args: argparse.Namespace) -> int:
     settings = _settings(args)
     state_dir = settings.state_dir.resolve()
     if args.action == "up":
-        infra = EmbeddedInfra.start(state_dir)
+        infra = EmbeddedInfra.start(state_dir, owner="cli")
         print(f"TMWS_DATABASE_URL={infra.database_url}")
         print(f"TMWS_REDIS_URL={infra.redis_url}")
         return 0

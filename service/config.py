@@ -13,12 +13,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from service.bugs import BugSpecError, InjectedBugs
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_STATE_DIR = Path(".tmws")
 DEFAULT_POOL_MIN = 10
 DEFAULT_POOL_MAX = 30
 DEFAULT_POOL_ACQUIRE_TIMEOUT_S = 10.0
+#: Ceiling of one database use (borrow + queries): the tools' 5 s budget.
+DEFAULT_DB_CALL_TIMEOUT_S = 5.0
+DEFAULT_REDIS_POOL_MAX = 64
+DEFAULT_REDIS_POOL_TIMEOUT_S = 2.0
 DEFAULT_MAX_CONNECTIONS_PER_AGENT = 10
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 DEFAULT_RATE_PER_S = 200.0
@@ -50,6 +56,8 @@ class DatabaseSettings:
     pool_min: int = DEFAULT_POOL_MIN
     pool_max: int = DEFAULT_POOL_MAX
     acquire_timeout_s: float = DEFAULT_POOL_ACQUIRE_TIMEOUT_S
+    #: Deadline of one borrow-and-use of a connection; past it the connection is terminated.
+    call_timeout_s: float = DEFAULT_DB_CALL_TIMEOUT_S
     vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
 
     def __post_init__(self) -> None:
@@ -57,6 +65,8 @@ class DatabaseSettings:
             raise ConfigError(
                 f"TMWS_POOL_MIN={self.pool_min} must be >= 1 and <= TMWS_POOL_MAX={self.pool_max}"
             )
+        if self.call_timeout_s <= 0:
+            raise ConfigError(f"TMWS_DB_CALL_TIMEOUT={self.call_timeout_s} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,13 @@ class CacheSettings:
     mode: Literal["strict", "eventual"] = "strict"
     l1_max_entries: int = 10_000
     default_ttl_s: float = 300.0
-    #: Test flag: skip publishing invalidations, so the coherency checker can be shown to fail.
-    skip_invalidation_publish: bool = False
+    #: Redis data connections per instance, and how long a request waits for a free one.
+    redis_pool_max: int = DEFAULT_REDIS_POOL_MAX
+    redis_pool_timeout_s: float = DEFAULT_REDIS_POOL_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.redis_pool_max < 1:
+            raise ConfigError(f"TMWS_REDIS_POOL_MAX={self.redis_pool_max} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,15 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    #: Deliberate defects for negative controls (service/bugs.py); refused without test patterns.
+    bugs: InjectedBugs = field(default_factory=InjectedBugs)
+
+    def __post_init__(self) -> None:
+        if self.bugs.any and not self.enable_test_patterns:
+            raise ConfigError(
+                f"TMWS_INJECT_BUGS={self.bugs} is refused without TMWS_ENABLE_TEST_PATTERNS=true "
+                "(injected bugs exist only for negative controls)"
+            )
 
     @property
     def auth_enabled(self) -> bool:
@@ -170,6 +194,7 @@ class Settings:
                 acquire_timeout_s=r.float(
                     "TMWS_POOL_ACQUIRE_TIMEOUT", DEFAULT_POOL_ACQUIRE_TIMEOUT_S
                 ),
+                call_timeout_s=r.float("TMWS_DB_CALL_TIMEOUT", DEFAULT_DB_CALL_TIMEOUT_S),
                 vector_index=r.choice("TMWS_VECTOR_INDEX", "hnsw", ("hnsw", "ivfflat")),  # type: ignore[arg-type]
             ),
             limits=LimitSettings(
@@ -198,13 +223,17 @@ class Settings:
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
                 l1_max_entries=r.int("TMWS_L1_MAX_ENTRIES", 10_000),
                 default_ttl_s=r.float("TMWS_CACHE_TTL_S", 300.0),
-                skip_invalidation_publish=r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False),
+                redis_pool_max=r.int("TMWS_REDIS_POOL_MAX", DEFAULT_REDIS_POOL_MAX),
+                redis_pool_timeout_s=r.float(
+                    "TMWS_REDIS_POOL_TIMEOUT", DEFAULT_REDIS_POOL_TIMEOUT_S
+                ),
             ),
             security=SecuritySettings(
                 allowed_origins=r.list("TMWS_ALLOWED_ORIGINS"),
                 allowed_hosts=r.list("TMWS_ALLOWED_HOSTS"),
                 admin_agents=r.list("TMWS_ADMIN_AGENTS") if "TMWS_ADMIN_AGENTS" in env else None,
             ),
+            bugs=_bugs(r),
         )
 
 
@@ -219,6 +248,18 @@ def _auth_secret(raw: str) -> str | None:
             "(e.g. the output of `openssl rand -hex 32`)"
         )
     return raw
+
+
+def _bugs(r: _Reader) -> InjectedBugs:
+    """`TMWS_INJECT_BUGS`, plus the older `TMWS_CACHE_SKIP_INVALIDATION_PUBLISH` (= skip-publish)."""
+    raw = r.str("TMWS_INJECT_BUGS", "")
+    try:
+        bugs = InjectedBugs.parse(raw)
+    except BugSpecError as exc:
+        raise ConfigError(f"TMWS_INJECT_BUGS={raw!r}: {exc}") from None
+    if r.bool("TMWS_CACHE_SKIP_INVALIDATION_PUBLISH", False):
+        bugs = replace(bugs, skip_publish=True)
+    return bugs
 
 
 class _Reader:

@@ -1,9 +1,9 @@
 """LLM backends for queries no pattern answers (and for patterns that failed).
 
-`SimulatedLLM` is the default: a lognormal latency, a canned answer and the baseline token
-charge, deterministic under a seed. `OpenAICompatibleLLM` posts to `/v1/chat/completions` of
-the server at `TMWS_LLM_URL`. Either way the request is charged the baseline, so token
-reduction is measured against one fixed yardstick.
+`SimulatedLLM` is the default: a lognormal latency, a canned answer and the plan's baseline
+charge (400 tokens), deterministic under a seed. `OpenAICompatibleLLM` posts to
+`/v1/chat/completions` of the server at `TMWS_LLM_URL` and charges what the server reports
+(`usage.total_tokens`); its baseline is the mean of those reports (400 until the first one).
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ class LLMResponse:
 
 class LLMBackend(Protocol):
     name: str
-    baseline_tokens: int
+
+    @property
+    def baseline_tokens(self) -> int:
+        """What one full inference costs on this backend, in tokens."""
+        ...
 
     async def complete(self, query: str, *, context: str | None = None) -> LLMResponse:
         """Answer `query` (with optional context, e.g. why a pattern failed)."""
@@ -123,7 +127,9 @@ class OpenAICompatibleLLM:
     ) -> None:
         self.url = url.rstrip("/")
         self.model = model
-        self.baseline_tokens = baseline_tokens
+        self._default_baseline = baseline_tokens
+        self._usage_total = 0
+        self._usage_count = 0
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
         self._owns_client = client is None
@@ -137,7 +143,7 @@ class OpenAICompatibleLLM:
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user},
             ],
-            "max_tokens": self.baseline_tokens,
+            "max_tokens": self._default_baseline,
         }
 
     async def complete(self, query: str, *, context: str | None = None) -> LLMResponse:
@@ -160,14 +166,28 @@ class OpenAICompatibleLLM:
             text = payload["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ToolFailed(f"LLM backend returned an unexpected body: {exc}") from exc
+        usage = dict(payload.get("usage") or {})
+        reported = usage.get("total_tokens")
+        if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0:
+            self._usage_total += reported
+            self._usage_count += 1
+        else:
+            reported = self.baseline_tokens  # a server that reports no usage: the yardstick
         return LLMResponse(
             text=str(text),
-            tokens_used=self.baseline_tokens,
+            tokens_used=reported,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             backend=self.name,
             model=str(payload.get("model", self.model)),
-            usage=dict(payload.get("usage") or {}),
+            usage=usage,
         )
+
+    @property
+    def baseline_tokens(self) -> int:
+        """Mean reported usage of the calls so far (the configured default before the first)."""
+        if not self._usage_count:
+            return self._default_baseline
+        return round(self._usage_total / self._usage_count)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -70,10 +70,12 @@ def error_outcome(error: Mapping[str, Any]) -> Outcome:
     reason = str(data.get("reason") or "rpc_error")
     if data.get("field"):
         reason = f"{reason} field={data['field']}"
+    applied = data.get("applied")
     return Outcome(
         error_code=int(error.get("code", 0)),
         error_reason=reason,
         error_message=str(error.get("message", "")),
+        applied=applied if isinstance(applied, bool) else None,
     )
 
 
@@ -134,7 +136,8 @@ class DriverLog:
     def __init__(self, run_id: str, scenario: str) -> None:
         self.run_id = run_id
         self.scenario = scenario
-        self.recorder = Recorder(run_id, scenario)
+        # The driver's clock is the reference every swarm's offset is measured against.
+        self.recorder = Recorder(run_id, scenario, clock_offset_ns=0, clock_uncertainty_ns=0)
         self.rows: list[dict[str, Any]] = []
         self._buffer = HistoryBuffer()
 
@@ -171,6 +174,7 @@ class DriverLog:
         )
         if spec.pattern_name is not None:
             row["pattern_name"] = spec.pattern_name
+        row.update(clock_offset_ns=0, clock_uncertainty_ns=0)
         row.update(columns)
         self._buffer.append(**row)
         self.rows.append(row)

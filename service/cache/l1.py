@@ -4,6 +4,9 @@ Each entry remembers the generations (namespace and global) it was computed from
 caller can tell whether it is still current. The cache also remembers the newest generation
 it has heard of per namespace (from pub/sub or a Redis read): an entry older than that is
 never stored and never served in `eventual` mode.
+
+`clear()` starts a new `epoch`: a request that began before it (and read generations the flush
+meant to forget) may not put its answer in afterwards.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class L1Cache:
         self._entries: OrderedDict[str, L1Entry] = OrderedDict()
         self._by_namespace: dict[str, set[str]] = {}
         self._known: dict[str, int] = {}
+        self.epoch = 0
         self.evictions = 0
         self.expirations = 0
 
@@ -66,8 +70,11 @@ class L1Cache:
         generation: int | None,
         global_generation: int | None,
         ttl_s: float,
+        epoch: int | None = None,
     ) -> bool:
-        """Store an entry unless it is already older than a generation we know; True if stored."""
+        """Store unless older than a known generation or from before the last flush; True if stored."""
+        if epoch is not None and epoch != self.epoch:
+            return False
         if not self.is_current(namespace, generation, global_generation):
             return False
         if key in self._entries:
@@ -134,6 +141,7 @@ class L1Cache:
     def clear(self) -> int:
         """Drop every entry and forget known generations (the Redis we knew may be gone)."""
         count = len(self._entries)
+        self.epoch += 1
         self._entries.clear()
         self._by_namespace.clear()
         self._known.clear()

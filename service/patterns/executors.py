@@ -17,8 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from service.bugs import bugs_of
 from service.errors import DependencyUnavailable, ExecutionTimeout, TMWSError, ToolFailed
 from service.patterns.registry import MemoryOp, Pattern, ToolCall
+from service.resilience.timeouts import run_on_past_timeout
 from service.tools.registry import CallContext
 
 RECALL_TOOL = "recall_memory"
@@ -76,9 +78,12 @@ async def run_pattern(
 ) -> dict[str, Any]:
     """Execute `pattern` within its timeout; a late one is cancelled and `ExecutionTimeout` raised."""
     budget = pattern.timeout_s if timeout_s is None else timeout_s
+    work = _dispatch(pattern, query, groups, ctx)
+    if bugs_of(ctx.services).no_cancel_on_timeout:
+        work = run_on_past_timeout(work)  # injected bug: the timeout answers, the work runs on
     try:
         async with asyncio.timeout(budget) as deadline:
-            return await _dispatch(pattern, query, groups, ctx)
+            return await work
     except TimeoutError as exc:
         # Only our own deadline is a pattern timeout; a tool's internal TimeoutError is its bug.
         if deadline.expired():

@@ -7,7 +7,9 @@
     any --(trip())--> open ; any --(reset())--> closed
 
 Only exceptions of `failure_types` count (a dead dependency); anything else (a bug, a
-`NotFound`) passes through untouched and says nothing about the dependency's health.
+`NotFound`) passes through untouched and says nothing about the dependency's health. An
+`excuse(exc, started)` hook may clear a failure the caller itself caused (a timeout while our
+own event loop was stalled): it is mapped like a failure but counted as neutral.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class CircuitBreaker:
         half_open_max_calls: int = 1,
         map_failures: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[str], None] | None = None,
+        excuse: Callable[[BaseException, float], bool] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
@@ -58,13 +62,18 @@ class CircuitBreaker:
         self.half_open_max_calls = half_open_max_calls
         self.map_failures = map_failures
         self._clock = clock
+        #: Told every time the breaker opens (the cache marks its view of Redis suspect).
+        self._on_open = on_open
+        self._excuse = excuse
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
         self._opened_at = 0.0
         self._trials_in_flight = 0
         self._last_error: str | None = None
         self._last_reason = "initial"
-        self.counts = {"successes": 0, "failures": 0, "rejected": 0, "opened": 0, "closed": 0}
+        self.counts = {
+            "successes": 0, "failures": 0, "excused": 0, "rejected": 0, "opened": 0, "closed": 0
+        }  # fmt: skip
 
     @property
     def state(self) -> BreakerState:
@@ -141,10 +150,15 @@ class CircuitBreaker:
     async def guard(self) -> AsyncIterator[None]:
         """`async with breaker.guard(): ...` — admit, run the body, record the outcome."""
         self.before_call()
+        started = self._clock()
         try:
             yield
         except self.failure_types as exc:
-            self.record_failure(exc)
+            if self._excuse is not None and self._excuse(exc, started):
+                self.counts["excused"] += 1
+                self.record_neutral()
+            else:
+                self.record_failure(exc)
             if self.map_failures:
                 raise self.error_cls(
                     f"{self.name} unavailable: {exc}",
@@ -178,6 +192,8 @@ class CircuitBreaker:
         self._trials_in_flight = 0
         self.counts["opened"] += 1
         self._transition(BreakerState.OPEN, reason)
+        if self._on_open is not None:
+            self._on_open(reason)
 
     def _transition(self, state: BreakerState, reason: str) -> None:
         if state is BreakerState.CLOSED and self._state is not BreakerState.CLOSED:

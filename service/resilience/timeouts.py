@@ -1,4 +1,8 @@
-"""Time budgets: run work under a deadline that cancels it and raises `ExecutionTimeout`."""
+"""Time budgets: run work under a deadline that cancels it and raises `ExecutionTimeout`.
+
+`run_on_past_timeout` is the injected bug `no-cancel-on-timeout` (service/bugs.py): it lets the
+caller's deadline answer while the work itself keeps running.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,18 @@ async def run_with_timeout(work: Awaitable[T], timeout_s: float, *, what: str) -
             f"{what} exceeded its {timeout_s:g}s budget and was cancelled",
             {"timeout_s": timeout_s, "what": what},
         ) from None
+
+
+#: Work left running by `run_on_past_timeout` (the loop keeps only weak references to tasks).
+_RUNAWAY: set[asyncio.Task[object]] = set()
+
+
+async def run_on_past_timeout(work: Awaitable[T]) -> T:
+    """Await `work`, but if the caller is cancelled (its timeout), the work is not: a leak."""
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    _RUNAWAY.add(task)  # type: ignore[arg-type]
+    task.add_done_callback(_RUNAWAY.discard)  # type: ignore[arg-type]
+    return await asyncio.shield(task)
 
 
 class Deadline:

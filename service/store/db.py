@@ -1,5 +1,16 @@
 """The asyncpg connection pool: pgvector on every connection, bounded waits, SERIALIZABLE retries.
 
+Every use of a connection has a deadline (`call_timeout_s`, the tools' 5 s budget, or less when
+the caller asks): borrowing and the caller's queries share it, and asyncpg's `command_timeout`
+backs it up. Past the deadline, or when the caller is cancelled (a pattern's timeout), the
+connection is TERMINATED, not cancelled gracefully: a graceful cancel and the pool's reset on
+release both wait for the server, which a frozen (SIGSTOP'd) server never answers. The backend's
+query is cancelled in the background (`pg_cancel_backend`), and a liveness probe decides whether
+the server is frozen (breaker held open, -32002 fast) or the query was just slow (`liveness.py`).
+
+Injected bug `pool-leak:N` (service/bugs.py): every Nth borrowed connection is never given back,
+so the pool drains; it still counts as in use.
+
 This module is the store's error boundary: asyncpg and OS connection errors become
 `DatabaseUnavailable`, a pool that cannot hand out a connection in time becomes `PoolExhausted`.
 """
@@ -7,6 +18,7 @@ This module is the store's error boundary: asyncpg and OS connection errors beco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +29,11 @@ from typing import Any, TypeVar
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from service.bugs import InjectedBugs
 from service.config import ConfigError, DatabaseSettings
 from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
 from service.resilience.breaker import CircuitBreaker
+from service.store.liveness import Callback, Liveness
 
 T = TypeVar("T")
 
@@ -35,6 +49,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 #: How long `close` waits for borrowed connections before terminating them.
 _CLOSE_GRACE_S = 5.0
+#: Giving a healthy connection back resets it (one round trip); a frozen server gets this long.
+_RELEASE_TIMEOUT_S = 0.5
+#: The background `pg_cancel_backend` of a terminated connection's query.
+_CANCEL_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +108,19 @@ def _gone(conn: asyncpg.Connection) -> bool:
 class Database:
     """A pool of PostgreSQL connections with pgvector codecs, usage statistics and retries."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: DatabaseSettings, bugs: InjectedBugs | None = None
+    ) -> None:
         self._pool = pool
         self._settings = settings
+        bugs = bugs or InjectedBugs()
+        self._leak_every = bugs.pool_leak_every
+        self._leaked: list[asyncpg.Connection] = []
+        # Injected bug no-cancel-on-timeout: no deadline, nothing terminated.
+        self._call_timeout_s = None if bugs.no_cancel_on_timeout else settings.call_timeout_s
+        self._deadlines_total = 0
+        self._terminated_total = 0
+        self._background: set[asyncio.Task[None]] = set()
         self._in_use = 0
         self._in_use_peak = 0
         self._waiting = 0
@@ -104,6 +132,9 @@ class Database:
         self._retries_total = 0
         self._lost_total = 0
         self._retries_exhausted_total = 0
+        # Borrows begun while every connection was out: they had to queue (a lower bound, since
+        # `_in_use` lags a connection asyncpg has handed out but its caller has not yet taken).
+        self._queued_total = 0
         self._closed = False
         # Only "database unavailable" says the server is down; a busy pool or a bad query does not.
         self.breaker = CircuitBreaker(
@@ -114,9 +145,12 @@ class Database:
             failure_threshold=3,
             reset_timeout_s=2.0,
         )
+        self.liveness = Liveness(settings.url or "", self.breaker)
 
     @classmethod
-    async def connect(cls, settings: DatabaseSettings) -> Database:
+    async def connect(
+        cls, settings: DatabaseSettings, *, bugs: InjectedBugs | None = None
+    ) -> Database:
         """Open the pool (min/max from settings), creating the vector extension if needed."""
         if not settings.url:
             raise ConfigError("TMWS_DATABASE_URL is not set")
@@ -132,6 +166,10 @@ class Database:
                 max_size=settings.pool_max,
                 init=_init_connection,
                 timeout=settings.acquire_timeout_s,
+                # A backstop under the per-use deadline (which also covers borrowing).
+                command_timeout=None
+                if bugs and bugs.no_cancel_on_timeout
+                else settings.call_timeout_s,
             )
         except TimeoutError as exc:
             raise DatabaseUnavailable(
@@ -139,18 +177,23 @@ class Database:
             ) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise unavailable(exc) from exc
-        return cls(pool, settings)
+        return cls(pool, settings, bugs)
 
     @property
     def settings(self) -> DatabaseSettings:
         return self._settings
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """Borrow a connection behind the PostgreSQL circuit breaker (fails fast while open)."""
+    async def acquire(self, deadline_s: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow a connection behind the PostgreSQL circuit breaker (fails fast while open).
+
+        Borrowing plus everything done with the connection must end within `deadline_s`
+        (default `call_timeout_s`; bulk/admin work passes more, and per-query `timeout=` past
+        asyncpg's `command_timeout`), else `ExecutionTimeout` and the connection is terminated.
+        """
         self.breaker.before_call()
         try:
-            async with self._acquire_unguarded() as conn:
+            async with self._acquire_unguarded(deadline_s) as conn:
                 yield conn
         except DatabaseUnavailable as exc:
             self.breaker.record_failure(exc)
@@ -160,17 +203,43 @@ class Database:
             raise
         self.breaker.record_success()
 
+    def _budget(self, deadline_s: float | None) -> float | None:
+        if self._call_timeout_s is None:
+            return None
+        return self._call_timeout_s if deadline_s is None else deadline_s
+
     @asynccontextmanager
-    async def _acquire_unguarded(self) -> AsyncIterator[asyncpg.Connection]:
-        """Borrow a connection, waiting at most `acquire_timeout_s`; errors map to ours."""
-        conn = await self._borrow()
+    async def _acquire_unguarded(
+        self, deadline_s: float | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow and use a connection within one deadline; errors map to ours."""
+        budget = self._budget(deadline_s)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        conn = await self._borrow(budget)
+        leak = bool(self._leak_every) and self._acquired_total % self._leak_every == 0
         self._in_use += 1
         self._in_use_peak = max(self._in_use_peak, self._in_use)
         try:
-            yield conn
+            if budget is None:
+                yield conn
+            else:
+                async with asyncio.timeout(max(0.0, budget - (loop.time() - started))):
+                    yield conn
         except TimeoutError as exc:
-            # asyncpg's command timeout: the query ran too long (TimeoutError is also an OSError).
-            raise ExecutionTimeout(f"database query timed out: {exc}") from exc
+            # Our deadline or asyncpg's command timeout (TimeoutError is also an OSError).
+            self._deadlines_total += 1
+            self._terminate(conn)
+            self.liveness.suspect()
+            raise ExecutionTimeout(
+                f"database call exceeded its {budget:g}s deadline; connection terminated "
+                "(the server is slow or not answering)",
+                {"timeout_s": budget, "dependency": "database"},
+            ) from exc
+        except asyncio.CancelledError:
+            # The caller's own timeout: do not let release wait on a server that may be frozen.
+            self._terminate(conn)
+            raise
         except UNAVAILABLE_ERRORS as exc:
             await self._lost(conn)
             raise unavailable(exc) from exc
@@ -185,8 +254,11 @@ class Database:
                 raise unavailable(exc) from exc
             raise
         finally:
-            self._in_use -= 1
-            await self._give_back(conn)
+            if leak:
+                self._leaked.append(conn)  # injected bug pool-leak: never given back
+            else:
+                self._in_use -= 1
+                await self._give_back(conn)
 
     async def _lost(self, conn: asyncpg.Connection) -> None:
         # One dead connection usually means the server restarted and every idle one is dead
@@ -196,8 +268,37 @@ class Database:
             conn.terminate()
         await self._pool.expire_connections()
 
-    async def _borrow(self) -> asyncpg.Connection:
+    def _terminate(self, conn: asyncpg.Connection) -> None:
+        """Drop the socket now; cancel the backend's query in the background."""
+        if _gone(conn):
+            return
+        pid = conn.get_server_pid()
+        conn.terminate()
+        self._terminated_total += 1
+        task = asyncio.create_task(self._cancel_backend(pid))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_backend(self, pid: int) -> None:
+        # Without it a terminated pg_sleep(8) runs on in its backend; failure is harmless.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                conn = await self._pool.acquire()
+                try:
+                    await conn.fetchval("SELECT pg_cancel_backend($1)", pid)
+                finally:
+                    await self._pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
+
+    def when_reachable(self, callback: Callback) -> None:
+        """Run `callback` once the server answers a fresh connection (see `liveness.py`)."""
+        self.liveness.when_reachable(callback)
+
+    async def _borrow(self, budget: float | None = None) -> asyncpg.Connection:
         timeout = self._settings.acquire_timeout_s
+        if budget is not None:
+            timeout = min(timeout, budget)
+        if self._in_use >= self._pool.get_max_size():
+            self._queued_total += 1
         self._waiting += 1
         self._waiting_peak = max(self._waiting_peak, self._waiting)
         started = time.perf_counter()
@@ -228,7 +329,7 @@ class Database:
 
     async def _give_back(self, conn: asyncpg.Connection) -> None:
         try:
-            await self._pool.release(conn)
+            await self._pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
         except (*UNAVAILABLE_ERRORS, asyncpg.InterfaceError):
             # Releasing a broken connection resets it; the pool already replaced it, nothing to do.
             pass
@@ -257,9 +358,9 @@ class Database:
                 await asyncio.sleep(policy.delay(attempt))
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def ping(self) -> None:
-        """Round-trip `SELECT 1`; raises `DatabaseUnavailable` or `PoolExhausted` on failure."""
-        async with self.acquire() as conn:
+    async def ping(self, deadline_s: float | None = None) -> None:
+        """Round-trip `SELECT 1`; raises `DatabaseUnavailable`, `PoolExhausted` or `ExecutionTimeout`."""
+        async with self.acquire(deadline_s) as conn:
             await conn.fetchval("SELECT 1")
 
     def pool_stats(self) -> dict[str, Any]:
@@ -276,11 +377,17 @@ class Database:
             "waiting_peak": self._waiting_peak,
             "acquired_total": acquired,
             "exhausted_total": self._exhausted_total,
+            "queued_total": self._queued_total,
             "acquire_wait_ms_max": round(self._wait_ms_max, 3),
             "acquire_wait_ms_avg": round(self._wait_ms_sum / acquired, 3) if acquired else 0.0,
             "connections_lost_total": self._lost_total,
             "serializable_retries_total": self._retries_total,
             "serializable_retries_exhausted_total": self._retries_exhausted_total,
+            "leaked_total": len(self._leaked),
+            "call_timeout_s": self._call_timeout_s,
+            "deadlines_total": self._deadlines_total,
+            "terminated_total": self._terminated_total,
+            **self.liveness.stats(),
         }
 
     async def close(self) -> None:
@@ -288,6 +395,9 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        await self.liveness.close()
+        for conn in self._leaked:
+            conn.terminate()  # injected pool-leak: nobody else will ever give these back
         try:
             await asyncio.wait_for(self._pool.close(), timeout=_CLOSE_GRACE_S)
         except TimeoutError:

@@ -2,12 +2,16 @@
 
 A namespace sees its own rows and, when asked, rows any namespace marked `shared`; never another
 namespace's private rows.
+
+`store_committing_later` is the injected bug `ack-before-commit` (service/bugs.py): the row is
+handed back while its transaction is still open, and committed later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -71,6 +75,10 @@ def _memory_row(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+#: Transactions the injected ack-before-commit left open (the loop keeps only weak references).
+_LATE_COMMITS: set[asyncio.Task[None]] = set()
+
+
 class MemoryStore:
     """Store and recall memories through a `Database`."""
 
@@ -93,14 +101,9 @@ class MemoryStore:
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(
                 _INSERT_SQL,
-                namespace,
-                agent_id,
-                content,
-                np.asarray(embedding, dtype=np.float32),
-                list(tags),
-                importance,
-                shared,
-                json.dumps(metadata or {}),
+                *self._insert_args(
+                    namespace, agent_id, content, embedding, tags, importance, shared, metadata
+                ),
             )
         return {
             "memory_id": row["id"],
@@ -109,6 +112,69 @@ class MemoryStore:
             "shared": shared,
             "created_at": row["created_at"].isoformat(),
         }
+
+    async def store_committing_later(
+        self,
+        delay_s: float,
+        after_commit: Callable[[], Awaitable[object]],
+        namespace: str,
+        agent_id: str,
+        content: str,
+        embedding: np.ndarray | Sequence[float],
+        tags: Sequence[str] = (),
+        importance: float = 0.5,
+        shared: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Injected bug: insert, hand the row back at once, commit `delay_s` later, then `after_commit`."""
+        inserted: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+
+        async def run() -> None:
+            try:
+                async with self._db.acquire() as conn, conn.transaction():
+                    values = self._insert_args(
+                        namespace, agent_id, content, embedding, tags, importance, shared, metadata
+                    )
+                    inserted.set_result(await conn.fetchrow(_INSERT_SQL, *values))
+                    await asyncio.sleep(delay_s)
+                await after_commit()
+            except Exception as exc:  # the caller may still be waiting for the row
+                if not inserted.done():
+                    inserted.set_exception(exc)
+
+        task = asyncio.create_task(run())
+        _LATE_COMMITS.add(task)
+        task.add_done_callback(_LATE_COMMITS.discard)
+        row = await inserted
+        return {
+            "memory_id": row["id"],
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "shared": shared,
+            "created_at": row["created_at"].isoformat(),
+        }
+
+    @staticmethod
+    def _insert_args(
+        namespace: str,
+        agent_id: str,
+        content: str,
+        embedding: np.ndarray | Sequence[float],
+        tags: Sequence[str],
+        importance: float,
+        shared: bool,
+        metadata: dict[str, Any] | None,
+    ) -> tuple[Any, ...]:
+        return (
+            namespace,
+            agent_id,
+            content,
+            np.asarray(embedding, dtype=np.float32),
+            list(tags),
+            importance,
+            shared,
+            json.dumps(metadata or {}),
+        )
 
     @maps_data_errors("tags", "namespace")
     async def recall(

@@ -50,9 +50,17 @@ def ivfflat_lists(rows: int) -> int:
 
 
 async def ensure_vector_index(
-    conn: asyncpg.Connection, kind: VectorIndexKind, *, lists: int | None = None
+    conn: asyncpg.Connection,
+    kind: VectorIndexKind,
+    *,
+    lists: int | None = None,
+    statement_timeout_s: float | None = None,
 ) -> bool:
-    """Make `kind` the only ANN index on `memories`; returns True if anything was rebuilt."""
+    """Make `kind` the only ANN index on `memories`; returns True if anything was rebuilt.
+
+    `statement_timeout_s` per statement: an index build on a pooled connection outlasts the pool's
+    request-path `command_timeout`.
+    """
     if kind not in _CREATE:
         raise ValueError(f"vector index kind {kind!r} must be one of {', '.join(_CREATE)}")
     existing = await vector_indexes(conn)
@@ -65,7 +73,8 @@ async def ensure_vector_index(
             # IVFFlat clusters the rows present at build time, so size the lists from them;
             # rebuild (ensure_vector_index with lists=...) after a large load.
             count = await conn.fetchval("SELECT count(*) FROM memories")
-            await conn.execute(_CREATE[kind].format(lists=lists or ivfflat_lists(count)))
+            create = _CREATE[kind].format(lists=lists or ivfflat_lists(count))
+            await conn.execute(create, timeout=statement_timeout_s)
         else:
-            await conn.execute(_CREATE[kind])
+            await conn.execute(_CREATE[kind], timeout=statement_timeout_s)
     return True

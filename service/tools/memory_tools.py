@@ -6,12 +6,19 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from service.bugs import bugs_of
 from service.config import DEFAULT_MAX_METADATA_BYTES
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.tools.arguments import check_json_size, settings_limit
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, database, seen_version
+from service.tools.store_access import (
+    bump_version,
+    check_writable,
+    database,
+    seen_version,
+    write_outcome,
+)
 
 MAX_CONTENT_CHARS = 10_000
 MAX_QUERY_CHARS = 2_000
@@ -77,17 +84,36 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
     limit = settings_limit(ctx.services, "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
     check_json_size(args.metadata, limit, "metadata")
     namespace = resolve_namespace(ctx, args.namespace)
+    check_writable(ctx)
     embedding = await ctx.services.embedder.embed(args.content)
-    row = await MemoryStore(database(ctx)).store(
-        namespace,
-        ctx.agent_id,
-        args.content,
-        embedding,
-        tags=args.tags,
-        importance=args.importance,
-        shared=args.shared,
-        metadata=args.metadata,
-    )
+    store = MemoryStore(database(ctx))
+    late_ms = bugs_of(ctx.services).ack_before_commit_ms
+    if late_ms:  # injected bug: answer now; commit and bump later
+        row = await store.store_committing_later(
+            late_ms / 1000.0,
+            lambda: bump_version(ctx, "store_memory", namespace, shared=args.shared),
+            namespace,
+            ctx.agent_id,
+            args.content,
+            embedding,
+            tags=args.tags,
+            importance=args.importance,
+            shared=args.shared,
+            metadata=args.metadata,
+        )
+        return {**{k: row[k] for k in ("memory_id", "namespace", "shared", "created_at")},
+                "version_written": None}  # fmt: skip
+    async with write_outcome(ctx, "store_memory", namespace, shared=args.shared):
+        row = await store.store(
+            namespace,
+            ctx.agent_id,
+            args.content,
+            embedding,
+            tags=args.tags,
+            importance=args.importance,
+            shared=args.shared,
+            metadata=args.metadata,
+        )
     version = await bump_version(ctx, "store_memory", namespace, shared=args.shared)
     return {
         "memory_id": row["memory_id"],

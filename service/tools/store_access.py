@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from service.cache import GLOBAL_NAMESPACE
-from service.errors import DatabaseUnavailable
+from service.errors import DatabaseUnavailable, ExecutionTimeout
 from service.store.db import Database
 from service.tools.registry import CallContext
 
@@ -16,23 +20,47 @@ def database(ctx: CallContext) -> Database:
     return db
 
 
+def check_writable(ctx: CallContext) -> None:
+    """Before a write touches the database: strict mode refuses one the cache could not announce
+    (-32002 `cache_unavailable`, `applied: false`)."""
+    cache = ctx.services.cache
+    if cache is not None:
+        cache.check_writable()
+
+
 async def bump_version(
     ctx: CallContext, reason: str, namespace: str | None = None, *, shared: bool = False
 ) -> int | None:
     """After a committed write: advance the namespace generation so cached answers drop.
 
     A shared memory is visible from every namespace, so it also bumps the global generation
-    that every cached answer depends on.
+    that every cached answer depends on. If Redis fails now, strict mode raises -32002 with
+    `applied: true` and eventual mode returns None; the bump stays pending (service/cache/link.py).
     """
     cache = ctx.services.cache
     if cache is None:
         return None
-    # The row is already committed: with Redis down, failing the call would invite a duplicate
-    # retry, so prefer the variant that flushes this instance's L1 and returns None instead.
-    bump = getattr(cache, "bump_generation_or_flush_local", None) or cache.bump_generation
-    if shared:
-        await bump(GLOBAL_NAMESPACE, reason=reason)
-    return await bump(namespace or ctx.namespace, reason=reason)
+    namespaces = [GLOBAL_NAMESPACE] if shared else []
+    return await cache.announce_write([*namespaces, namespace or ctx.namespace], reason)
+
+
+@asynccontextmanager
+async def write_outcome(
+    ctx: CallContext, reason: str, namespace: str | None = None, *, shared: bool = False
+) -> AsyncIterator[None]:
+    """Around a database write: if it ends with its outcome unknown (timed out, connection lost,
+    cancelled), announce it once the database answers again, since a paused server may still
+    commit it when it resumes (a bump without a write only costs a cache miss)."""
+    try:
+        yield
+    except (ExecutionTimeout, DatabaseUnavailable, asyncio.CancelledError) as exc:
+        db, cache = ctx.services.db, ctx.services.cache
+        refused = isinstance(exc, DatabaseUnavailable) and "breaker" in exc.data
+        if db is not None and cache is not None and not refused:
+            db.when_reachable(
+                lambda: bump_version(ctx, f"{reason} (outcome unknown)", namespace, shared=shared)
+            )
+        raise
 
 
 async def seen_version(ctx: CallContext, namespace: str | None = None) -> int | None:

@@ -11,7 +11,13 @@ from service.errors import InvalidParams
 from service.store.tasks import TaskStore
 from service.tools.arguments import check_json_size, settings_limit
 from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
-from service.tools.store_access import bump_version, database, seen_version
+from service.tools.store_access import (
+    bump_version,
+    check_writable,
+    database,
+    seen_version,
+    write_outcome,
+)
 
 Status = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -67,9 +73,11 @@ class ListTasksArgs(ToolArgs):
 
 async def create_task(ctx: CallContext, args: CreateTaskArgs) -> dict[str, Any]:
     """Create a task owned by the caller's namespace."""
-    task = await TaskStore(database(ctx)).create(
-        ctx.namespace, ctx.agent_id, args.title, args.description, args.priority, args.status
-    )
+    check_writable(ctx)
+    async with write_outcome(ctx, "create_task"):
+        task = await TaskStore(database(ctx)).create(
+            ctx.namespace, ctx.agent_id, args.title, args.description, args.priority, args.status
+        )
     return {"task": task, "version_written": await bump_version(ctx, "create_task")}
 
 
@@ -83,9 +91,11 @@ async def update_task(ctx: CallContext, args: UpdateTaskArgs) -> dict[str, Any]:
     if args.result is not None:
         limit = settings_limit(ctx.services, "max_task_result_bytes", DEFAULT_MAX_TASK_RESULT_BYTES)
         check_json_size(args.result, limit, "result")
-    task = await TaskStore(database(ctx)).update(
-        ctx.namespace, args.task_id, changes, expected_version=args.expected_version
-    )
+    check_writable(ctx)
+    async with write_outcome(ctx, "update_task"):
+        task = await TaskStore(database(ctx)).update(
+            ctx.namespace, args.task_id, changes, expected_version=args.expected_version
+        )
     return {"task": task, "version_written": await bump_version(ctx, "update_task")}
 
 

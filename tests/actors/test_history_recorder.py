@@ -101,3 +101,63 @@ def test_recorder_drains_batches_and_histograms_that_merge_exactly() -> None:
 def test_merge_of_nothing_is_an_empty_table() -> None:
     table, hists = merge_outputs([])
     assert table.num_rows == 0 and hists == {}
+
+
+def _memories(result: dict) -> list[str] | None:
+    return _row(Outcome.ok(result))["memories_seen"]
+
+
+def test_memories_seen_from_every_answer_shape() -> None:
+    hits = [{"memory_id": 7, "content": "a"}, {"memory_id": 9, "content": "b"}]
+    recall = {"results": hits, "count": 2, "version_seen": 3}
+    assert _memories(recall) == ["7", "9"]  # recall_memory itself
+    memory = {"result": {"action": "recall", "output": recall}, "version": 3}
+    assert _memories(memory) == ["7", "9"]  # a memory pattern (cached or computed)
+    hybrid = {"result": {"parts": {"memory": {"ok": True, "action": "recall", "output": recall}}}}
+    assert _memories(hybrid) == ["7", "9"]
+    assert _memories({"result": {"parts": {"memory": {"ok": False}}}}) is None
+    assert _memories({"result": {"action": "store", "output": {"memory_id": 3}}}) is None
+    assert _memories({"result": {"answer": "llm text"}, "route": "llm"}) is None
+    assert _memories({"result": {"action": "recall", "output": {"results": []}}}) == []
+
+
+def test_store_rows_carry_memory_id_topic_and_applied() -> None:
+    store = RequestSpec("store_memory", {}, "write", "team:x", key="t", topic="t")
+    row = build_row(
+        run_id="r",
+        scenario="s",
+        phase="load",
+        request=store,
+        session=SessionInfo("agent-1"),
+        outcome=Outcome.ok({"memory_id": 41, "version_written": 2}),
+        t_send_ns=1,
+        t_recv_ns=2,
+    )
+    assert row["memory_id"] == "41" and row["topic"] == "t" and row["memories_seen"] is None
+    refused = Outcome(error_code=-32002, error_reason="cache_unavailable", applied=False)
+    assert _row(refused)["applied"] is False
+    assert _row(Outcome(error_code=-32002))["applied"] is None  # unknown: possibly applied
+
+
+def test_open_loop_rows_keep_intended_and_actual_send_times() -> None:
+    common = dict(
+        run_id="r",
+        scenario="s",
+        phase="load",
+        request=READ,
+        session=SessionInfo("agent-1"),
+        outcome=Outcome.ok({}),
+        t_recv_ns=30_000_000,
+    )
+    late = build_row(**common, t_send_ns=12_000_000, t_intended_ns=10_000_000)
+    assert late["t_send_ns"] == 10_000_000 and late["t_intended_ns"] == 10_000_000
+    assert late["t_actual_send_ns"] == 12_000_000
+    assert late["latency_ms"] == 20.0  # from the intended time: queueing is not hidden
+    closed = build_row(**common, t_send_ns=12_000_000)
+    assert closed["t_intended_ns"] is None and closed["t_actual_send_ns"] == 12_000_000
+    assert closed["latency_ms"] == 18.0
+
+
+def test_global_version_is_recorded() -> None:
+    assert _row(Outcome.ok({"version": 3, "global_version": 9}))["global_version_seen"] == 9
+    assert _row(Outcome.ok({"version": 3}))["global_version_seen"] is None

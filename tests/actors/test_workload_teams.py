@@ -69,3 +69,43 @@ def test_invalidate_row_carries_the_new_generation() -> None:
     )
     assert row["op"] == "invalidate" and row["version_written"] == 42
     assert row["namespace"] == "team:r-1"
+
+
+def test_tracked_entries_write_and_read_the_same_topics() -> None:
+    from actors.workload import TRACKED_QUERY, topic_text
+
+    w = Workload.from_dict(
+        {
+            "mix": [
+                {"method": "store_memory", "tracked": True, "params": {"content": "ignored"}},
+                {"method": "execute_pattern", "tracked": True},
+                {"method": "recall_memory", "tracked": True, "params": {"limit": 3}},
+            ],
+            "teams": 2,
+            "topics": 3,
+        }
+    )
+    rng = random.Random(4)
+    specs = [w.request("a1", i, rng, "team:run-9-1") for i in range(60)]
+    topics = {s.topic for s in specs}
+    assert topics == {topic_text("team:run-9-1", k) for k in range(3)}
+    for s in specs:
+        assert s.namespace == "team:run-9-1" and s.params["namespace"] == "team:run-9-1"
+        if s.method == "store_memory":
+            # The content IS the topic (a mix entry cannot change that), never shared.
+            assert s.params["content"] == s.topic and s.params["shared"] is False
+            assert s.op == "write" and s.key == s.topic
+        elif s.method == "execute_pattern":
+            assert s.params["query"] == TRACKED_QUERY.format(topic=s.topic) == s.key
+        else:
+            assert s.params["query"] == s.topic and s.params["limit"] == 3
+    # Topics are lower case, name their namespace, and differ in subject.
+    a, b = topic_text("team:Run-1", 0), topic_text("team:Run-1", 1)
+    assert a == a.lower() and "team:run-1" in a and a.split()[0] != b.split()[0]
+
+
+def test_tracked_entries_need_teams_and_topics() -> None:
+    with pytest.raises(ValueError, match="tracked"):
+        Workload.from_dict({"mix": [{"method": "store_memory", "tracked": True}], "teams": 2})
+    with pytest.raises(ValueError, match="can be tracked"):
+        Workload.from_dict({"mix": [{"method": "ping", "tracked": True}], "teams": 2, "topics": 1})

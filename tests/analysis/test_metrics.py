@@ -75,7 +75,9 @@ def test_empty_table_gives_none(rows):
     table = rows().table()
     assert metrics.success_rate(table) is None
     assert metrics.latency_exact(table)["p95"] is None
-    assert criteria.success_rate_criterion(table).skipped
+    empty = criteria.success_rate_criterion(table)
+    assert empty.failed and empty.insufficient and not empty.skipped  # nothing judged ≠ a pass
+    assert "insufficient evidence: 0 requests (need ≥ 20)" in empty.message()
     assert metrics.summarize(table)["requests"] == 0
 
 
@@ -97,33 +99,40 @@ def test_hdr_merge_is_exact_and_close_to_exact_percentiles():
 def test_criterion_builders_and_tally(rows):
     table = _mixed(rows)
     built = [
-        criteria.success_rate_criterion(table, 95, section="1.1"),
+        criteria.success_rate_criterion(table, 95, section="1.1", min_requests=10),
         criteria.avg_latency_criterion(table, 300, section="1.1"),
         criteria.percentile_latency_criterion(table, 95, 50, critical=False),
-        criteria.hit_rate_criterion(table, 60),
-        criteria.token_reduction_criterion(table, 40),
+        criteria.hit_rate_criterion(table, 60, min_requests=5),
+        criteria.token_reduction_criterion(table, 40, min_requests=5),
         criteria.error_count_criterion(table, "no_db_errors", reason_contains="database"),
         criteria.duration_criterion(table, 60),
-        *criteria.token_target_criteria(table, {"infrastructure": 30, "hybrid": 150, "memory": 80}),
+        *criteria.token_target_criteria(
+            table, {"infrastructure": 30, "hybrid": 150, "memory": 80}, min_requests=3
+        ),
     ]
     by = {c.name: c for c in built}
     assert by["success_rate"].failed and by["success_rate"].measured == pytest.approx(80.0)
     assert "expected ≥ 95%, measured 80%" in by["success_rate"].message()
-    assert by["avg_latency"].passed
-    assert by["p95_latency"].failed and not by["p95_latency"].critical
+    assert by["avg_latency"].failed and by["avg_latency"].insufficient  # 8 of the 10 timings
+    # p95 of 8 samples is just the maximum: it needs 20, so it fails for want of evidence.
+    assert by["p95_latency"].insufficient and not by["p95_latency"].critical
     assert by["cache_hit_rate"].passed
     assert by["token_reduction"].passed
     assert by["no_db_errors"].failed and by["no_db_errors"].measured == 2
     assert by["total_duration"].passed
-    assert by["tokens_infrastructure"].passed and by["tokens_memory"].skipped
+    assert by["tokens_infrastructure"].passed
+    assert by["tokens_memory"].failed and by["tokens_memory"].insufficient
+    assert not any(c.skipped for c in built)
     t = checks.tally(built)
-    assert (t.passed, t.failed, t.skipped, t.critical_failed) == (6, 3, 1, 2)
+    assert (t.passed, t.failed, t.skipped, t.critical_failed, t.insufficient) == (5, 5, 0, 3, 3)
     assert not t.ok
 
 
 def test_boundaries_of_at_least_and_at_most():
-    assert checks.at_least("x", 95.0, 95).passed
-    assert not checks.at_least("x", 95.0, 95, strict=True).passed
-    assert not checks.at_most("x", 250.0, 250, strict=True).passed
-    assert checks.at_most("x", float("nan"), 1).skipped
-    assert checks.tally([checks.at_most("x", 2.0, 1, critical=False)]).ok
+    enough = checks.Evidence("samples", 1, 1)
+    assert checks.at_least("x", 95.0, 95, evidence=enough).passed
+    assert not checks.at_least("x", 95.0, 95, strict=True, evidence=enough).passed
+    assert not checks.at_most("x", 250.0, 250, strict=True, evidence=enough).passed
+    nan = checks.at_most("x", float("nan"), 1, evidence=enough)
+    assert nan.failed and nan.measured is None  # nothing measured fails, never skips
+    assert checks.tally([checks.at_most("x", 2.0, 1, critical=False, evidence=enough)]).ok

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import criteria, metrics, recheck
-from analysis.coherency import check_coherency
+from analysis.coherency import Needs, check_coherency
 from analysis.report import load_history, load_resources, write_report
 from analysis.resources import ResourceBuffer
 from analysis.terminal import dashboard_box
@@ -53,7 +53,10 @@ def _resources() -> pa.Table:
 
 def test_report_round_trip(rows, tmp_path, capsys):
     history = _run(rows)
-    coherency = check_coherency(history)
+    # This history has no own-write reads, sessions or fills to speak of: judge the rest only.
+    coherency = check_coherency(
+        history, needs=Needs(own_writes=0, session_pairs=0, fills=0, stale_pairs=10)
+    )
     crit = [
         criteria.success_rate_criterion(history, 95, section="4.3"),
         criteria.hit_rate_criterion(history, 70, section="4.3"),
@@ -88,12 +91,21 @@ def test_report_round_trip(rows, tmp_path, capsys):
 
     doc = json.loads(paths.metrics.read_text())
     assert doc["passed"] is False and doc["tally"]["critical_failed"] == 1
+    stale = {c["name"]: c for c in doc["criteria"]}["no_stale_reads"]
+    assert stale["evidence"] == {
+        "what": "reads begun after an acked write of their namespace",
+        "got": 41,
+        "need": 10,
+        "enough": True,
+    }
+    assert stale["verdict"] == "fail" and not stale["insufficient_evidence"]
     assert doc["coherency"]["stale_reads"]["count"] == 1
     assert doc["metrics"]["requests"] == history.num_rows
     assert doc["resources"]["db_connections_max"] == 6
 
     summary = paths.summary.read_text()
     assert summary.startswith("# coherency: FAILED") and "no_stale_reads" in summary
+    assert "41 reads begun after an acked write of their namespace (need ≥ 10)" in summary
 
     html = paths.index.read_text()
     for plot in ("latency-cdf", "throughput", "hit-rate", "propagation", "resource"):

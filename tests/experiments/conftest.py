@@ -11,6 +11,13 @@ from typing import Any
 import pytest
 
 from experiments.runner import Experiment, run_experiment
+from tests.history_rows import Rows
+
+
+@pytest.fixture
+def rows() -> Callable[[], Rows]:
+    """A factory of hand-built history tables (checks fed rows where they must fail)."""
+    return Rows
 
 
 @dataclass

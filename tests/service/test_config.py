@@ -24,11 +24,12 @@ def test_values_are_read_and_typed() -> None:
             "TMWS_AUTH_SECRET": "a-secret-of-at-least-thirty-two-bytes",
             "TMWS_VECTOR_INDEX": "ivfflat",
             "TMWS_CACHE_SKIP_INVALIDATION_PUBLISH": "true",
+            "TMWS_ENABLE_TEST_PATTERNS": "true",
         }
     )
     assert settings.port == 9001
     assert settings.cache.mode == "eventual"
-    assert settings.cache.skip_invalidation_publish is True
+    assert settings.bugs.skip_publish is True
     assert settings.database.vector_index == "ivfflat"
     assert settings.auth_enabled
 

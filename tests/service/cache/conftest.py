@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from service.bugs import InjectedBugs
 from service.cache.coherent import CoherentCache
 from service.config import CacheSettings
 from service.infra.embedded import RedisServer, free_port
@@ -41,7 +42,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def make_cache(redis_url: str) -> AsyncIterator[MakeCache]:
-    """`await make_cache(mode=..., url=..., **start_kwargs)` -> a started cache; all closed after."""
+    """`await make_cache(mode=..., url=..., bugs=..., **start_kwargs)` -> a started cache."""
     made: list[CoherentCache] = []
 
     async def make(
@@ -50,13 +51,17 @@ async def make_cache(redis_url: str) -> AsyncIterator[MakeCache]:
         url: str | None = None,
         skip: bool = False,
         instance_id: str | None = None,
+        bugs: InjectedBugs | None = None,
         **kwargs: Any,
     ) -> CoherentCache:
-        settings = CacheSettings(mode=mode, skip_invalidation_publish=skip)  # type: ignore[arg-type]
+        settings = CacheSettings(mode=mode)  # type: ignore[arg-type]
+        if skip:
+            bugs = InjectedBugs(skip_publish=True)
         cache = await CoherentCache.start(
             url or redis_url,
             settings,
             instance_id or f"inst-{len(made)}-{uuid.uuid4().hex[:6]}",
+            bugs=bugs,
             **kwargs,
         )
         made.append(cache)

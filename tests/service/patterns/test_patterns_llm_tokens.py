@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from service.embedding import count_tokens
 from service.errors import DependencyUnavailable, ToolFailed
 from service.llm import OpenAICompatibleLLM, SimulatedLLM
 from service.patterns import route_cli
 from service.patterns.tokens import (
-    cache_hit_tokens,
     compact,
     render_prompt,
     token_report,
@@ -87,9 +87,11 @@ async def tiny_server() -> AsyncIterator[_TinyServer]:
 async def test_openai_compatible_backend(tiny_server: _TinyServer) -> None:
     llm = OpenAICompatibleLLM(tiny_server.url, "m1")
     try:
+        assert llm.baseline_tokens == 400  # nothing reported yet: the plan's yardstick
         response = await llm.complete("what is up", context="pattern x failed")
-        assert (response.text, response.model, response.tokens_used) == ("hi there", "m1", 400)
-        assert response.usage == {"total_tokens": 57}
+        # A real backend is charged what it reports, and its baseline is what it reported.
+        assert (response.text, response.model, response.tokens_used) == ("hi there", "m1", 57)
+        assert response.usage == {"total_tokens": 57} and llm.baseline_tokens == 57
         sent = tiny_server.requests[0]
         assert sent["line"] == "POST /v1/chat/completions HTTP/1.1"
         body = sent["json"]
@@ -117,25 +119,43 @@ async def test_openai_compatible_backend_refused() -> None:
         await llm.aclose()
 
 
-def test_render_prompt_fits_the_budget() -> None:
-    result = {"output": {"results": [{"content": "word " * 200, "similarity": 0.91234}] * 5}}
+def test_render_prompt_measures_the_whole_prompt_and_cuts_only_over_budget() -> None:
+    result = {"output": {"results": [{"content": "word " * 200, "similarity": 0.91234}] * 8}}
+    template = "Q: {query}\nData: {result}\nAnswer."
+    whole = template.format(
+        query="a long question " * 30, result=compact(result, max_items=None, max_str=None)
+    )
     for budget in (30, 80, 150):
         prompt = render_prompt(
-            "Q: {query}\nData: {result}\nAnswer.",
-            query="a long question " * 30,
-            result=result,
-            budget=budget,
+            template, query="a long question " * 30, result=result, budget=budget
         )
         assert budget - 2 <= prompt.tokens <= budget and prompt.truncated
-    small = render_prompt("Q: {query} {result}", query="hi", result={"ok": True}, budget=80)
-    assert small.tokens < 20 and not small.truncated
+        # The untrimmed count is the whole result's prompt: all 8 items, full strings.
+        assert prompt.untrimmed_tokens == count_tokens(whole) > 1600
+    small = render_prompt("Q: {query} {result}", query="hi", result={"up": True}, budget=80)
+    assert small.tokens == small.untrimmed_tokens < 20 and not small.truncated
+    assert small.text == "Q: hi up=True"
 
 
 def test_compact_and_truncate() -> None:
-    text = compact({"a": 1.234567, "memory_id": "x", "items": list(range(10)), "none": None})
+    text = compact({"a": 1.234567, "embedding": [1.0], "items": list(range(10)), "none": None})
     assert text == "a=1.235; items=[0 | 1 | 2 | 3 | 4 | 5 +4]"
+    # The data, not how it is kept: rows lose ids and bookkeeping, envelopes are inlined, usual
+    # flags unsaid; a single object keeps its identity ("who am I").
+    tool = {
+        "tool": "list_tasks",
+        "output": {
+            "tasks": [{"task_id": "9bb0", "title": "Tune HNSW", "created_at": "2026", "ok": True}],
+            "count": 1,
+        },
+        "partial": False,
+        "ok": False,
+    }
+    assert compact(tool) == "tasks=[title=Tune HNSW]; ok=False"
+    assert compact({"agent_id": "a-1", "similarity": 0.48641}) == "agent_id=a-1; similarity=0.49"
+    assert compact(list(range(10)), max_items=None) == "[0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9]"
+    assert compact("x" * 300, max_str=None) == "x" * 300
     assert truncate_tokens("one two three four", 2) == "one two"
-    assert 3 <= cache_hit_tokens("execute_tool") <= 10
 
 
 def test_token_report_from_rows() -> None:
@@ -157,7 +177,9 @@ def test_token_report_from_rows() -> None:
         {
             "pattern_type": "memory",
             "route": "memory",
-            "tokens_used": 6,
+            "tokens_used": 80,
+            "tokens_untrimmed": 230,
+            "truncated": True,
             "tokens_baseline": 400,
             "cache_hit": True,
         },
@@ -171,9 +193,13 @@ def test_token_report_from_rows() -> None:
     ]
     report = token_report(rows)
     assert report["requests"] == 5
-    assert report["reduction"] == round(1 - 666 / 2000, 4)
+    assert report["reduction"] == round(1 - 740 / 2000, 4)
+    assert report["reduction_untrimmed"] == round(1 - 890 / 2000, 4)
+    assert report["truncation_rate"] == 0.2
     assert report["by_type"]["llm_fallback"]["tokens_used"] == 400
-    assert report["by_type"]["memory(cache)"]["mean_tokens_used"] == 6
+    cached = report["by_type"]["memory(cache)"]
+    assert (cached["mean_tokens_used"], cached["mean_tokens_untrimmed"]) == (80, 230)
+    assert cached["truncation_rate"] == 1.0
 
 
 def test_route_cli_prints_one_line_per_query(

@@ -9,7 +9,7 @@ import pytest
 
 from service.errors import ExecutionTimeout
 from service.resilience.retry import Backoff
-from service.resilience.timeouts import Deadline, run_with_timeout
+from service.resilience.timeouts import Deadline, run_on_past_timeout, run_with_timeout
 
 
 def test_delays_grow_cap_and_stay_within_jitter() -> None:
@@ -90,3 +90,24 @@ def test_deadline_clamps_to_remaining_budget() -> None:
     assert deadline.remaining() == pytest.approx(0.5) and not deadline.expired
     now[0] = 6.0
     assert deadline.remaining() == 0.0 and deadline.expired
+
+
+@pytest.mark.parametrize("bugged", [True, False])
+async def test_injected_no_cancel_on_timeout_leaves_the_work_running(bugged: bool) -> None:
+    finished, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def work() -> str:
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finished.set()
+        return "done"
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await (run_on_past_timeout(work()) if bugged else work())
+    async with asyncio.timeout(5):
+        await (finished if bugged else cancelled).wait()
+    assert finished.is_set() is bugged and cancelled.is_set() is not bugged

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
+import pytest
 
 from service.embedding import encode_sync
 from service.store.db import Database
@@ -84,3 +87,30 @@ async def test_metadata_and_fields_round_trip(db: Database) -> None:
     assert hit["importance"] == 0.25
     assert hit["metadata"] == {"source": "test", "n": 3}
     assert hit["agent_id"] == "agent-m"
+
+
+@pytest.mark.parametrize("late", [True, False])
+async def test_injected_ack_before_commit_answers_before_the_row_is_visible(
+    db: Database, late: bool
+) -> None:
+    store = MemoryStore(db)
+    namespace = f"ns-ack-{late}"
+    vector = encode_sync(["acknowledged but not yet committed"])[0]
+    committed = asyncio.Event()
+
+    async def after_commit() -> None:
+        committed.set()
+
+    if late:
+        row = await store.store_committing_later(
+            1.0, after_commit, namespace, "agent-ack", "acked early", vector
+        )
+    else:
+        row = await store.store(namespace, "agent-ack", "acked early", vector)
+    visible_at_ack = await store.count(namespace)
+    assert row["memory_id"] > 0
+    assert visible_at_ack == (0 if late else 1)
+    if late:
+        async with asyncio.timeout(10):
+            await committed.wait()
+    assert await store.count(namespace) == 1

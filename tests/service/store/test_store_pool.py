@@ -8,6 +8,7 @@ import asyncpg
 import numpy as np
 import pytest
 
+from service.bugs import InjectedBugs
 from service.config import DatabaseSettings
 from service.embedding import encode_sync
 from service.errors import DatabaseUnavailable, ExecutionTimeout, PoolExhausted
@@ -102,3 +103,22 @@ async def test_query_timeout_is_execution_timeout(db: Database) -> None:
         async with db.acquire() as conn:
             await conn.execute("SELECT pg_sleep(30)", timeout=0.2)
     await db.ping()
+
+
+@pytest.mark.parametrize("leak_every", [2, 0])
+async def test_injected_pool_leak_drains_the_pool(migrated_url: str, leak_every: int) -> None:
+    settings = DatabaseSettings(url=migrated_url, pool_min=1, pool_max=3, acquire_timeout_s=0.3)
+    db = await Database.connect(settings, bugs=InjectedBugs(pool_leak_every=leak_every))
+    try:
+        for _ in range(6):
+            await db.ping()
+        stats = db.pool_stats()
+        if leak_every:
+            assert (stats["in_use"], stats["leaked_total"]) == (3, 3)
+            with pytest.raises(PoolExhausted):
+                await db.ping()
+        else:
+            assert (stats["in_use"], stats["leaked_total"]) == (0, 0)
+            await db.ping()
+    finally:
+        await db.close()

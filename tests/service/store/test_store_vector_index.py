@@ -16,6 +16,7 @@ from service.store.vector_index import ensure_vector_index, vector_indexes
 
 BULK_ROWS = 5_000
 BULK_NS = "ns-bulk"
+BULK_DEADLINE_S = 120.0
 
 
 def _short(plan: str) -> str:
@@ -39,11 +40,15 @@ async def bulk(db: Database) -> np.ndarray:
     records += [
         ("ns-small", "small-agent", f"small row {i}", v) for i, v in enumerate(vectors[:20])
     ]
-    async with db.acquire() as conn:
+    # Bulk work: past the request path's 5 s deadline on a busy machine.
+    async with db.acquire(deadline_s=BULK_DEADLINE_S) as conn:
         await conn.copy_records_to_table(
-            "memories", records=records, columns=["namespace", "agent_id", "content", "embedding"]
+            "memories",
+            records=records,
+            columns=["namespace", "agent_id", "content", "embedding"],
+            timeout=BULK_DEADLINE_S,
         )
-        await conn.execute("ANALYZE memories")
+        await conn.execute("ANALYZE memories", timeout=BULK_DEADLINE_S)
     return vectors
 
 
@@ -83,11 +88,13 @@ async def test_filtered_recall_fills_k_from_a_small_namespace(
 
 async def test_ivfflat_selectable_and_used(db: Database, bulk: np.ndarray) -> None:
     store = MemoryStore(db)
-    async with db.acquire() as conn:
-        assert await ensure_vector_index(conn, "ivfflat") is True
+    async with db.acquire(deadline_s=BULK_DEADLINE_S) as conn:
+        assert (
+            await ensure_vector_index(conn, "ivfflat", statement_timeout_s=BULK_DEADLINE_S) is True
+        )
         assert set((await vector_indexes(conn)).values()) == {"ivfflat"}
         assert await ensure_vector_index(conn, "ivfflat") is False
-        await conn.execute("ANALYZE memories")
+        await conn.execute("ANALYZE memories", timeout=BULK_DEADLINE_S)
     try:
         plan = await store.explain_recall(BULK_NS, bulk[0], limit=10)
         print(_short(plan))
@@ -95,8 +102,8 @@ async def test_ivfflat_selectable_and_used(db: Database, bulk: np.ndarray) -> No
         hits = await store.recall(BULK_NS, bulk[11], limit=5)
         assert hits[0]["content"] == "bulk row 11"
     finally:
-        async with db.acquire() as conn:
-            await ensure_vector_index(conn, "hnsw")
+        async with db.acquire(deadline_s=BULK_DEADLINE_S) as conn:
+            await ensure_vector_index(conn, "hnsw", statement_timeout_s=BULK_DEADLINE_S)
             assert set((await vector_indexes(conn)).values()) == {"hnsw"}
 
 
