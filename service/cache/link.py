@@ -212,7 +212,7 @@ class RedisLink:
         self.breaker.reset("recovered: pending bumps applied, L1 flushed")
         self.last_recovery = {
             "at": time.time(),
-            "outage_s": round(started - self._lost_at, 3) if self._lost_at else None,
+            "since_loss_s": round(started - self._lost_at, 3) if self._lost_at else None,
             "took_ms": round((time.monotonic() - started) * 1000.0, 3),
             "bumped": sorted(bumped),
             "l1_flushed": flushed,

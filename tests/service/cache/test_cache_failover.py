@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -87,3 +89,31 @@ async def test_start_while_redis_is_down_then_it_appears(
         await cache.wait_connected()
     assert not cache.degraded and cache.stats()["l1_size"] == 0
     assert not (await cache.get_or_compute(namespace, PARTS, source.compute, TTL)).degraded
+
+
+async def test_an_idle_listener_notices_a_paused_redis_and_recovers_after(
+    make_cache: Any, own_redis: RedisServer, namespace: str, source: Any
+) -> None:
+    """SIGSTOP keeps the sockets open: only the listener's PING can tell, with no request."""
+    cache = await make_cache("eventual", url=own_redis.url)
+    await cache.get_or_compute(namespace, PARTS, source.compute, TTL)
+    paused = own_redis.pause()
+    try:
+        started = time.perf_counter()
+        async with asyncio.timeout(10):
+            await cache.wait_disconnected()
+        noticed_s = time.perf_counter() - started
+        stats = cache.stats()
+        assert stats["pubsub_pings_unanswered"] >= 1 and stats["link"]["suspect"], stats
+        # Eventual mode no longer trusts pub/sub: the L1 answer is served, but marked degraded.
+        served = await cache.get_or_compute(namespace, PARTS, source.compute, TTL)
+        assert (served.tier, served.degraded) == ("l1", True)
+    finally:
+        os.kill(paused[0], signal.SIGCONT)
+    async with asyncio.timeout(15):
+        await cache.wait_connected()
+    link = cache.stats()["link"]
+    print(f"\npaused Redis noticed by the idle listener in {noticed_s:.2f}s; recovery {link}")
+    assert link["recoveries"] >= 1 and "*" in link["last_recovery"]["bumped"]
+    after = await cache.get_or_compute(namespace, PARTS, source.compute, TTL)
+    assert (after.tier, after.degraded) == ("none", False)  # L1 flushed, the fence moved "*"
