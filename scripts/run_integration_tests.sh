@@ -38,7 +38,7 @@ while (($#)); do
     --allow-skip) (($# > 1)) || usage "--allow-skip needs a name"; shift
       IFS=, read -r -a more <<<"$1"; allow+=("${more[@]}") ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_integration_tests: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
