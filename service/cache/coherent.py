@@ -301,7 +301,15 @@ class CoherentCache:
                     # holder?): stop waiting and compute ourselves; correctness does not need it.
                     self.counters["lock_fallbacks"] += 1
                 if waited:
-                    gens = await self._breaker.call(self._gens.read, namespace)
+                    # The holder may have stored and released between our last look and this
+                    # acquire: look again, or we compute the same key and generation twice.
+                    gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
+                    if payload is not None:
+                        hit = self._accept_l2(namespace, key, payload, gens, ttl_s)
+                        if hit is not None:
+                            if token is not None:
+                                await self._release_quietly(key, token)
+                            return hit
                 return token, gens
             if not waited:
                 self.counters["singleflight_waits"] += 1
