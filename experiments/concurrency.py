@@ -99,6 +99,7 @@ class ConcurrencyExperiment(Experiment):
             "load_phases": phases,
             "global_scope_patterns": cache_rows.global_scope_patterns(),
             "pattern_ttls": cache_rows.pattern_ttls(),
+            "cache_counters": cache_rows.cache_counters(run),
         }
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:

@@ -300,16 +300,16 @@ class CoherentCache:
                     # Holder silent past the lock's TTL and the lock is still held (a new
                     # holder?): stop waiting and compute ourselves; correctness does not need it.
                     self.counters["lock_fallbacks"] += 1
-                if waited:
-                    # The holder may have stored and released between our last look and this
-                    # acquire: look again, or we compute the same key and generation twice.
-                    gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
-                    if payload is not None:
-                        hit = self._accept_l2(namespace, key, payload, gens, ttl_s)
-                        if hit is not None:
-                            if token is not None:
-                                await self._release_quietly(key, token)
-                            return hit
+                # Another instance may have filled the key and released the lock between our
+                # last look at L2 and this acquire (a busy loop makes that window long): look
+                # again, or the same key and generation is computed twice.
+                gens, payload = await self._breaker.call(self._gens.lookup, namespace, key)
+                if payload is not None:
+                    hit = self._accept_l2(namespace, key, payload, gens, ttl_s)
+                    if hit is not None:
+                        if token is not None:
+                            await self._release_quietly(key, token)
+                        return hit
                 return token, gens
             if not waited:
                 self.counters["singleflight_waits"] += 1
