@@ -220,6 +220,9 @@ class Workload:
     requests_per_agent_max: int | None = None
     #: Tracked topics per team namespace (needed by `tracked` mix entries).
     topics: int = 0
+    #: Tracked entries use the team namespace plus this suffix ("" = the team's own): a separate
+    #: notes namespace keeps their writes from invalidating the rest of the team's answers.
+    tracked_suffix: str = ""
 
     def __post_init__(self) -> None:
         if self.topics < 0:
@@ -261,6 +264,7 @@ class Workload:
             "teams",
             "team_prefix",
             "topics",
+            "tracked_suffix",
         }
         unknown = set(data) - known
         if unknown:
@@ -286,6 +290,7 @@ class Workload:
             teams=int(data.get("teams", 0)),
             team_prefix=str(data.get("team_prefix", "")),
             topics=int(data.get("topics", 0)),
+            tracked_suffix=str(data.get("tracked_suffix", "")),
         )
 
     def choose(self, rng: random.Random) -> MethodWeight:
@@ -324,6 +329,7 @@ class Workload:
         if entry.tracked:
             if namespace is None:
                 raise ValueError("a tracked request needs a team namespace")
+            namespace += self.tracked_suffix
             topic = topic_text(namespace, rng.randrange(self.topics))
         return build_request(entry, agent_id, seq, query, namespace=namespace, topic=topic)
 

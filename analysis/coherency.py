@@ -51,6 +51,7 @@ from analysis.history_view import (
     globally_versioned_reads,
     group_keys,
     groups,
+    objects,
     read_mask,
     read_reasons,
     select,
@@ -206,8 +207,10 @@ def duplicate_fills(
 
     A computed answer is a successful execute_pattern read with cache tier "none", a generation
     and not degraded (callers that joined a flight in the same instance look alike, so fills
-    are counted per instance). A fill begun after an earlier one's entry expired (`ttl_s` per
-    pattern) starts over: recomputing an expired entry is not duplication.
+    are counted per instance). The generation is the namespace's and, when reported, the global
+    one. Two fills are not duplicates when one began after the other's entry expired (`ttl_s`
+    per pattern), nor — global generation not reported — when a global bump was acknowledged
+    between them: they may belong to two global generations, two entries.
     """
     mask = pc.and_(
         pc.and_(read_mask(table), pc.equal(table.column("method"), "execute_pattern")),
@@ -221,33 +224,57 @@ def duplicate_fills(
         pc.and_(mask, pc.invert(pc.fill_null(table.column("degraded"), False))),
         "version_seen",
     )
+    global_seen = table.column("global_version_seen").take(pa.array(fills.row)).to_pylist()
+    bumps = _global_bump_acks(table)
+    keys = _with_version(fills, "namespace", "key").tolist()
+    keys = [None if k is None else (*k, g) for k, g in zip(keys, global_seen, strict=True)]
     found: list[dict[str, Any]] = []
-    keys = _with_version(fills, "namespace", "key")
     computed = 0
-    for (ns, key, version), idx in groups(keys):
+    for (ns, key, version, global_version), idx in groups(objects(keys)):
         computed += 1
         idx = idx[np.argsort(fills.begin[idx], kind="stable")]
         pattern = fills["pattern_name"][idx[0]]
         ttl_ns = None if not ttl_s or pattern not in ttl_s else int(ttl_s[pattern] * 1e9)
-        epoch_end, instances = None, set()
+        first, epoch_end, instances = None, None, set()
         for i in idx.tolist():
-            if ttl_ns is not None and epoch_end is not None and fills.begin[i] > epoch_end:
-                epoch_end, instances = None, set()  # the earlier entry had expired
+            expired = ttl_ns is not None and epoch_end is not None and fills.begin[i] > epoch_end
+            if expired or (
+                first is not None
+                and global_version is None
+                and _bump_between(bumps, fills.begin[first] - fills.slack[first],
+                                  fills.end[i] + fills.slack[i])
+            ):  # fmt: skip
+                first, epoch_end, instances = None, None, set()
             instances.add(fills["instance_id"][i])
-            if epoch_end is None:
-                epoch_end = int(fills.end[i]) + (ttl_ns or 0)
+            if first is None:
+                first, epoch_end = i, int(fills.end[i]) + (ttl_ns or 0)
             if len(instances) > 1:
                 found.append(
                     {
                         "namespace": ns,
                         "key": key,
                         "version": version,
+                        "global_version": global_version,
                         "instances": sorted(map(str, instances)),
                         "rows": [int(fills.row[j]) for j in idx.tolist()],
                     }
                 )
                 break
     return found, computed
+
+
+def _global_bump_acks(table: pa.Table) -> np.ndarray:
+    """Driver-clock ack times (± their uncertainty, both ends) of acknowledged global bumps."""
+    bumps = select(
+        table,
+        pc.and_(write_mask(table), pc.equal(table.column("namespace"), GLOBAL_NAMESPACE)),
+        None,
+    )
+    return np.sort(np.r_[bumps.end - bumps.slack, bumps.end + bumps.slack])
+
+
+def _bump_between(acks: np.ndarray, lo: int, hi: int) -> bool:
+    return bool(np.searchsorted(acks, hi, side="right") > np.searchsorted(acks, lo, side="left"))
 
 
 def _with_version(ops: Ops, *names: str) -> np.ndarray:

@@ -87,6 +87,12 @@ def summary_markdown(
                 f"saw {ex['read']['version']}, missed {ex['missed']['version']} "
                 f"acked {ex['since_ack_ms']:.2f} ms before it began"
             )
+        for ex in coherency.content.examples[:5] if coherency.content else []:
+            lines.append(
+                f"- {ex['kind']} by content: read row {ex['read_row']} on `{ex['namespace']}` at "
+                f"`{ex['read_instance']}` lacked memory {ex['memory_id']} (store row "
+                f"{ex['write_row']}, acked {ex['since_ack_ms']:.2f} ms before it began)"
+            )
     if resources:
         lines += ["", "## Resources", "", "| Resource | Value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in resources.items() if k != "growth"]

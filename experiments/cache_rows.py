@@ -242,6 +242,28 @@ def instance_propagation(run: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+#: Cache counters worth keeping beside the rows (why a key was computed twice, what was stale).
+CACHE_COUNTERS = (
+    "computes",
+    "singleflight_waits",
+    "lock_fallbacks",
+    "stored_stale",
+    "stale_rejections",
+    "degraded_computes",
+    "coalesced",
+    "filled_notes",
+)
+
+
+def cache_counters(run: Any) -> dict[str, dict[str, Any]]:
+    """Each instance's cache counters from its `/health` (facts for diagnosing a verdict)."""
+    out = {}
+    for body in run.health():
+        cache = body.get("cache") or {}
+        out[str(body.get("instance_id"))] = {k: cache.get(k) for k in CACHE_COUNTERS}
+    return out
+
+
 def count_by(table: pa.Table, column: str) -> dict[str, int]:
     """Rows per value of `column` (null as 'None')."""
     values = [str(v) for v in table.column(column).to_pylist()]

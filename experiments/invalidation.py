@@ -78,6 +78,7 @@ class InvalidationExperiment(Experiment):
             "teams": teams,
             "global_scope_patterns": cache_rows.global_scope_patterns(),
             "instance_propagation_ms": cache_rows.instance_propagation(run),
+            "cache_counters": cache_rows.cache_counters(run),
         }
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:

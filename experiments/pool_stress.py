@@ -2,10 +2,16 @@
 
 Every instance runs with TMWS_POOL_MIN=10, TMWS_POOL_MAX=30 (pool 10, overflow 20). Fifty
 requests that each need the database (memory pattern, use_cache=false) are released at once at
-ONE instance, so they exceed its pool as the plan intends. Pool figures (peak in use, callers
+ONE instance, so they exceed its pool as the plan intends. The service holds a connection only for
+each query (milliseconds), so at full speed 50 requests never occupy 30 connections at once and
+nothing would queue; the driver therefore makes the database momentarily slow — an exclusive lock
+on `memories` held until every pooled connection of the target is blocked behind it (at most
+`HOLD_MAX_S`, inside the memory patterns' 2 s budget) — as any slow query would. Pool figures (peak in use, callers
 waiting, acquisition waits, exhaustions) come from the instances' own /health before and after;
 a leak check compares pg_stat_activity and every pool's in-use count before and after.
-A memory pattern whose pool wait ran out would fall back to the LLM (route llm_fallback) rather
+A first burst of the same size warms the pool (connections are opened on demand and kept), so the
+measured burst meets open connections rather than connection set-up. A memory pattern whose pool
+wait ran out would fall back to the LLM (route llm_fallback) rather
 than fail, so the zero-exceptions check counts those rows too. `graceful_queuing` needs evidence
 that queuing happened at all: at least one borrow that began while every connection of the
 target's pool was out (the pool's `queued_total`), and none timed out.
@@ -29,7 +35,14 @@ from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
 from experiments.runner import DRIVER_BATCHES, Experiment, Outcome, main
 from experiments.support.driver import DriverAgents, DriverLog
-from experiments.support.instances import count_connections, health_all, pool_figures
+from experiments.support.instances import (
+    connection,
+    count_connections,
+    fetchval,
+    health_all,
+    pool_figures,
+    wait_for,
+)
 from experiments.support.rows import error_codes, failures, latency_breakdown, where
 from experiments.support.seed import delete_seeded, seed_memories, synthetic_notes
 
@@ -37,6 +50,11 @@ SECTION = "1.3"
 DB_ERROR_CODES = {-32002}  # DependencyUnavailable / DatabaseUnavailable
 DB_ERROR_REASONS = {"pool_exhausted", "database_unavailable", "dependency_unavailable"}
 SEED_NOTES = 40
+#: The database is held slow (an exclusive lock on memories) until every pooled connection of
+#: the target is blocked in it, at most this long: well inside the memory patterns' 2 s budget.
+HOLD_MAX_S = 0.8
+#: ...and this much longer, so the requests beyond the pool ask for a connection meanwhile.
+EXTRA_HOLD_S = 0.1
 QUERIES = (
     "what do I know about the {}",
     "find my notes about the {}",
@@ -80,9 +98,9 @@ class PoolStress(Experiment):
         asyncio.run(seed_memories(url, namespace, synthetic_notes(SEED_NOTES), shared=True))
         log = DriverLog(run.run_id, self.scenario)
         try:
-            before_pg = asyncio.run(count_connections(url))
-            before = pool_figures(asyncio.run(health_all(run, strict=True)))
-            wall_s = asyncio.run(self._burst(run, log, args.requests))
+            wall_s, before, before_pg, slowdown = asyncio.run(
+                self._burst(run, log, args.requests, url, args.pool_max)
+            )
             after = pool_figures(asyncio.run(health_all(run, strict=True)))
             after_pg = asyncio.run(count_connections(url))
         finally:
@@ -94,6 +112,7 @@ class PoolStress(Experiment):
             "pool_min": args.pool_min,
             "pool_max": args.pool_max,
             "wall_s": round(wall_s, 3),
+            "slowdown": slowdown,
             "pool_before": before,
             "pool_after": after,
             "pg_connections_before": before_pg,
@@ -101,13 +120,37 @@ class PoolStress(Experiment):
             DRIVER_BATCHES: log.batches(),
         }
 
-    async def _burst(self, run: ClusterRun, log: DriverLog, n: int) -> float:
+    async def _burst(
+        self, run: ClusterRun, log: DriverLog, n: int, url: str, pool_max: int
+    ) -> tuple[float, dict[str, Any], int, dict[str, Any]]:
+        """Warm-up burst, then the pool figures and connection count, then the measured burst
+        against a momentarily slow database: (its wall time, figures before it, connections
+        before it, what the slowdown did)."""
         ids = [f"{run.run_id}-pool-{i:03d}" for i in range(n)]
         # Every agent's home is instance 0: the burst lands on one pool, as in the plan.
         async with DriverAgents(log, run.endpoints(), ids, [0] * n) as agents:
             texts = queries(n)
-            await agents.burst("warmup", texts[:1], 30.0, use_cache=False)
-            return await agents.burst("load", texts, 60.0, use_cache=False)
+            # A first burst of the same size opens the pool's connections (asyncpg opens them
+            # on demand and keeps them): the load then meets a warm pool, as in steady service,
+            # instead of measuring connection set-up.
+            await agents.burst("warmup", texts, 60.0, use_cache=False)
+            before = pool_figures(await health_all(run, strict=True))
+            before_pg = await count_connections(url)
+            async with connection(url) as conn, conn.transaction():
+                # Recalls now wait for the lock while holding their pooled connections, as
+                # behind any slow query: once the pool is full, later callers must queue.
+                await conn.execute("LOCK TABLE memories IN ACCESS EXCLUSIVE MODE")
+                load = asyncio.create_task(agents.burst("load", texts, 60.0, use_cache=False))
+                blocked, held_s = await wait_for(
+                    lambda: _lock_waiters(url),
+                    lambda waiting: waiting >= pool_max,
+                    timeout_s=HOLD_MAX_S,
+                    interval_s=0.02,
+                )
+                # Give the callers beyond the pool time to ask for a connection.
+                await asyncio.sleep(EXTRA_HOLD_S)
+            wall_s = await load
+        return wall_s, before, before_pg, {"blocked_in_db": blocked, "held_s": held_s}
 
     def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
         rows = where(result.table, phase="load")
@@ -193,6 +236,17 @@ def queued_borrows(before: dict[str, Any], after: dict[str, Any]) -> int | None:
     if "queued_total" not in after:
         return None
     return int(after["queued_total"]) - int(before.get("queued_total", 0))
+
+
+async def _lock_waiters(url: str) -> int:
+    """Backends of this database waiting for a lock (the recalls behind the driver's)."""
+    return int(
+        await fetchval(
+            url,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+    )
 
 
 EXPERIMENT = PoolStress()

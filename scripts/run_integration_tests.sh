@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage() { echo "run_integration_tests: $1 (see --help)" >&2; exit 2; }
+
 scale=ci
 report=summary
 suites=()
@@ -28,13 +30,15 @@ allow=()
 while (($#)); do
   case $1 in
     --suite=*) IFS=, read -r -a more <<<"${1#--suite=}"; suites+=("${more[@]}") ;;
-    --suite) shift; IFS=, read -r -a more <<<"${1:?--suite needs a name}"; suites+=("${more[@]}") ;;
+    --suite) (($# > 1)) || usage "--suite needs a name"; shift
+      IFS=, read -r -a more <<<"$1"; suites+=("${more[@]}") ;;
     --scale=*) scale=${1#--scale=} ;;
     --report=*) report=${1#--report=} ;;
     --allow-skip=*) IFS=, read -r -a more <<<"${1#--allow-skip=}"; allow+=("${more[@]}") ;;
-    --allow-skip) shift; IFS=, read -r -a more <<<"${1:?--allow-skip needs a name}"; allow+=("${more[@]}") ;;
+    --allow-skip) (($# > 1)) || usage "--allow-skip needs a name"; shift
+      IFS=, read -r -a more <<<"$1"; allow+=("${more[@]}") ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_integration_tests: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
         (["--suite=no_such_suite"], "no suite 'no_such_suite'"),
         (["--report=verbose"], "--report is summary or detailed"),
         (["--frobnicate"], "unknown option --frobnicate"),
+        # --allow-skip is accepted (and usage is checked before the venv is touched).
+        (["--allow-skip=redis_stopped,x", "--suite=nope"], "no suite 'nope'"),
+        (["--allow-skip"], "--allow-skip needs a name"),
     ],
 )
 def test_bad_usage_exits_2(args: list[str], message: str) -> None:

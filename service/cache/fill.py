@@ -94,8 +94,16 @@ class Filler:
                     # Holder silent past the lock's TTL and the lock is still held (a new
                     # holder?): stop waiting and compute ourselves; correctness does not need it.
                     self.counters["lock_fallbacks"] += 1
-                if waited:
-                    gens = await self._call(self._gens.read, namespace)
+                # Another instance may have filled the key and released the lock between our
+                # last look at L2 and this acquire (a busy loop makes that window long): look
+                # again, or the same key and generation is computed twice.
+                gens, payload = await self._read(self._gens.lookup, namespace, key)
+                if payload is not None:
+                    hit = self._accept(namespace, key, payload, gens, ttl_s, epoch)
+                    if hit is not None:
+                        if token is not None:
+                            await self._release_quietly(key, token)
+                        return hit
                 return token, gens
             if not waited:
                 self.counters["singleflight_waits"] += 1

@@ -109,3 +109,20 @@ def test_tracked_entries_need_teams_and_topics() -> None:
         Workload.from_dict({"mix": [{"method": "store_memory", "tracked": True}], "teams": 2})
     with pytest.raises(ValueError, match="can be tracked"):
         Workload.from_dict({"mix": [{"method": "ping", "tracked": True}], "teams": 2, "topics": 1})
+
+
+def test_tracked_entries_may_use_a_notes_namespace() -> None:
+    w = Workload.from_dict(
+        {
+            "mix": [{"method": "store_memory", "tracked": True}, {"method": "execute_pattern"}],
+            "teams": 2,
+            "topics": 1,
+            "tracked_suffix": "-notes",
+            "queries": ["q"],
+        }
+    )
+    rng = random.Random(0)
+    specs = [w.request("a", i, rng, "team:r-1") for i in range(20)]
+    assert {s.namespace for s in specs if s.method == "store_memory"} == {"team:r-1-notes"}
+    assert {s.namespace for s in specs if s.method == "execute_pattern"} == {"team:r-1"}
+    assert all("team:r-1-notes" in s.topic for s in specs if s.topic)

@@ -187,6 +187,22 @@ def test_refill_after_the_entry_expired_is_not_duplication(rows):
     assert check_coherency(r2.table()).duplicate_fills == []
 
 
+def test_fills_across_a_global_bump_are_not_duplicates(rows):
+    """Without global_version, two fills of one namespace generation with a global bump between
+    them may be two entries (two global generations): not judged as duplication."""
+    r = rows()
+    _fill(r, "i0", 0)
+    r.add(op="invalidate", namespace="*", version_written=9, send=10, recv=12)
+    _fill(r, "i1", 20)
+    table = r.table()
+    assert check_coherency(table).duplicate_fills == []
+    r2 = rows()  # with the global generation reported, the same global generation duplicates
+    _fill(r2, "i0", 0, global_version_seen=9)
+    r2.add(op="invalidate", namespace="*", version_written=9, send=10, recv=12)
+    _fill(r2, "i1", 20, global_version_seen=9)
+    assert len(check_coherency(r2.table()).duplicate_fills) == 1
+
+
 def test_unversioned_reads_are_counted_by_reason_and_gated(rows):
     r = rows()
     r.write(version=1, send=0, recv=1)

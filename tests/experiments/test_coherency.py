@@ -113,3 +113,11 @@ def test_flagship_fails_a_cache_that_is_never_invalidated(rows: Any, label: int 
     # Each of the 3 reads after the k-th store of a topic misses all k stores: 3 × (1+2+3+4) × 3.
     assert content.failed and content.critical and content.measured == 90
     assert not checks.tally(list(found.values())).ok
+
+
+def test_every_experiment_accepts_allow_skip() -> None:
+    from experiments.runner import build_parser
+
+    args = build_parser(EXPERIMENT).parse_args(["--allow-skip", "a", "--allow-skip", "b"])
+    assert args.allow_skip == ["a", "b"]
+    assert build_parser(EXPERIMENT).parse_args([]).allow_skip == []
