@@ -97,7 +97,7 @@ async def start_services(settings: Settings) -> Services:
             settings.state_dir.resolve() / "backups",
             vector_index=settings.database.vector_index,
         )
-        embedder = Embedder()
+        embedder = Embedder(settings.embedding)
         await embedder.warm_up()
         db = await Database.connect(settings.database, bugs=settings.bugs)
         cache = await CoherentCache.start(
@@ -172,6 +172,7 @@ async def health(services: Services) -> dict[str, Any]:
             "redis": cache_stats.get("breaker"),
         },
         "cache": cache_stats,
+        "embedding": services.embedder.stats(),
         "sessions": services.sessions.stats() if services.sessions is not None else {},
     }
 

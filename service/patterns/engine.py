@@ -33,6 +33,8 @@ from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRoute
 from service.patterns.stats import PatternStats
 from service.patterns.tokens import render_prompt
 from service.store.executions import writer_for
+from service.timings import add_stage, timed_request
+from service.timings import current as current_timer
 from service.tools.registry import CallContext
 
 log = logging.getLogger(__name__)
@@ -114,27 +116,35 @@ class PatternEngine:
         if namespace != ctx.namespace:
             # A team namespace: the pattern's tools (recall, store) act on it, not the caller's own.
             ctx = dataclasses.replace(ctx, namespace=namespace)
-        started = time.perf_counter()
-        decision = await self.router.route(query, execution_mode)
-        route_ms = (time.perf_counter() - started) * 1000.0  # routing alone, embedding included
-        pattern = (
-            None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
-        )
-        try:
-            if pattern is None:
-                outcome = await self._llm(query, route="llm")
-            else:
-                outcome = await self._pattern(ctx, pattern, decision, query, namespace, use_cache)
-        except TMWSError as exc:
-            elapsed = (time.perf_counter() - started) * 1000.0
-            await self._record(
-                ctx, pattern, decision, execution_mode, namespace, elapsed, error=exc
+        with timed_request() as timer:
+            started = time.perf_counter()
+            decision = await self.router.route(query, execution_mode)
+            route_ms = (time.perf_counter() - started) * 1000.0  # routing, embedding included
+            timer.add("route", route_ms)
+            pattern = (
+                None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
             )
-            raise
-        elapsed = (time.perf_counter() - started) * 1000.0
-        await self._record(
-            ctx, pattern, decision, execution_mode, namespace, elapsed, outcome=outcome
-        )
+            try:
+                if pattern is None:
+                    with timer.stage("llm"):
+                        outcome = await self._llm(query, route="llm")
+                else:
+                    outcome = await self._pattern(
+                        ctx, pattern, decision, query, namespace, use_cache
+                    )
+            except TMWSError as exc:
+                elapsed = (time.perf_counter() - started) * 1000.0
+                await self._record(
+                    ctx, pattern, decision, execution_mode, namespace, elapsed, error=exc
+                )
+                raise
+            elapsed = (time.perf_counter() - started) * 1000.0
+            with timer.stage("record"):
+                await self._record(
+                    ctx, pattern, decision, execution_mode, namespace, elapsed, outcome=outcome
+                )
+            timings = timer.rounded()
+            timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
         return {
             "success": outcome.success,
             "pattern_name": pattern.name if pattern else None,
@@ -161,6 +171,10 @@ class PatternEngine:
             "namespace": namespace,
             "error": outcome.error,
             "result": outcome.result,
+            # Server stage timings, ms: route (embed included), embed (every encode wait of the
+            # request, routing and recall), cache (lookups and fills, the executor excluded),
+            # execute (the pattern's tools), llm, record (learning record queued), total.
+            "timings": timings,
         }
 
     async def _pattern(
@@ -216,6 +230,7 @@ class PatternEngine:
             try:
                 result = await run_pattern(pattern, query, decision.groups, ctx)
             except TMWSError as exc:
+                add_stage("execute", (time.perf_counter() - started) * 1000.0)
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
                 if isinstance(exc, DependencyUnavailable | PoolExhausted):
                     # A lost or saturated database says nothing about the pattern: counting it would
@@ -231,9 +246,9 @@ class PatternEngine:
                     fallback=not isinstance(exc, NO_FALLBACK),
                 )
                 raise
-            self.stats.record(
-                pattern.name, success=True, latency_ms=(time.perf_counter() - started) * 1000.0
-            )
+            executed_ms = (time.perf_counter() - started) * 1000.0
+            add_stage("execute", executed_ms)
+            self.stats.record(pattern.name, success=True, latency_ms=executed_ms)
             prompt = render_prompt(
                 pattern.template,
                 query=query,
@@ -266,7 +281,15 @@ class PatternEngine:
             "registry_version": self.registry.version,
         }
         scope = GLOBAL_NAMESPACE if pattern.cache_scope == "global" else namespace
-        res = await cache.get_or_compute(scope, key_parts, compute, ttl_s=pattern.cache_ttl_s)
+        timer = current_timer()
+        executed_before = timer.stages.get("execute", 0.0) if timer else 0.0
+        started = time.perf_counter()
+        try:
+            res = await cache.get_or_compute(scope, key_parts, compute, ttl_s=pattern.cache_ttl_s)
+        finally:
+            if timer is not None:
+                executed = timer.stages.get("execute", 0.0) - executed_before
+                timer.add("cache", (time.perf_counter() - started) * 1000.0 - executed)
         value = res.value
         if res.hit:
             self.stats.record_hit(pattern.name)
