@@ -26,6 +26,7 @@ from service.errors import (
     TMWSError,
 )
 from service.llm import LLMBackend, build_llm
+from service.metrics import metrics_of
 from service.namespaces import resolve_namespace
 from service.patterns.executors import run_pattern
 from service.patterns.registry import Pattern, PatternRegistry
@@ -145,6 +146,9 @@ class PatternEngine:
                 )
             timings = timer.rounded()
             timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+        metrics = metrics_of(ctx.services)
+        if metrics is not None:
+            metrics.observe_pattern(timings, outcome.cache_tier)
         return {
             "success": outcome.success,
             "pattern_name": pattern.name if pattern else None,

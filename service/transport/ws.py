@@ -96,7 +96,10 @@ class WsConnection:
         self.services = services
         self.limits = services.settings.limits
         self.dispatcher = Dispatcher(
-            services.tools, server_info(), JsonRpcLimits.from_settings(self.limits)
+            services.tools,
+            server_info(),
+            JsonRpcLimits.from_settings(self.limits),
+            metrics=getattr(services, "metrics", None),
         )
         self._send_lock = asyncio.Lock()
         #: Requests running at once; beyond it the reader stops reading (backpressure).
