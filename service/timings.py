@@ -49,6 +49,16 @@ def add_stage(stage: str, ms: float) -> None:
 
 
 @contextlib.contextmanager
+def timed_stage(stage: str) -> Iterator[None]:
+    """Time the body as `stage` of the request being timed, if any."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        add_stage(stage, (time.perf_counter() - started) * 1000.0)
+
+
+@contextlib.contextmanager
 def timed_request() -> Iterator[StageTimer]:
     """A fresh timer current for the body (nested requests get their own)."""
     timer = StageTimer()

@@ -177,7 +177,8 @@ class PatternEngine:
             "result": outcome.result,
             # Server stage timings, ms: route (embed included), embed (every encode wait of the
             # request, routing and recall), cache (lookups and fills, the executor excluded),
-            # execute (the pattern's tools), llm, record (learning record queued), total.
+            # execute (the pattern's tools), db (recall's pool wait + SQL, inside execute), llm,
+            # record (learning record queued), total. Absent stages did not run.
             "timings": timings,
         }
 
