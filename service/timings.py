@@ -14,6 +14,13 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 _CURRENT: ContextVar[StageTimer | None] = ContextVar("tmws_stage_timer", default=None)
+#: perf_counter() when the transport read the frame of the request (request tasks copy it).
+_RECEIVED: ContextVar[float | None] = ContextVar("tmws_frame_received", default=None)
+
+
+def mark_received() -> None:
+    """The transport read a frame now: what follows until the engine starts is `queue` time."""
+    _RECEIVED.set(time.perf_counter())
 
 
 class StageTimer:
@@ -62,6 +69,10 @@ def timed_stage(stage: str) -> Iterator[None]:
 def timed_request() -> Iterator[StageTimer]:
     """A fresh timer current for the body (nested requests get their own)."""
     timer = StageTimer()
+    received = _RECEIVED.get()
+    if received is not None:
+        # Parse, the in-flight slot, task start, argument validation: the event loop's backlog.
+        timer.add("queue", (time.perf_counter() - received) * 1000.0)
     token = _CURRENT.set(timer)
     try:
         yield timer

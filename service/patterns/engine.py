@@ -175,10 +175,11 @@ class PatternEngine:
             "namespace": namespace,
             "error": outcome.error,
             "result": outcome.result,
-            # Server stage timings, ms: route (embed included), embed (every encode wait of the
-            # request, routing and recall), cache (lookups and fills, the executor excluded),
-            # execute (the pattern's tools), db (recall's pool wait + SQL, inside execute), llm,
-            # record (learning record queued), total. Absent stages did not run.
+            # Server stage timings, ms (README "Where the time goes"): queue (WebSocket frame
+            # read -> engine start), route (embed included), embed (every encode wait: routing
+            # and recall), cache (lookups and fills, the executor excluded), execute (the
+            # pattern's tools), db (recall's pool wait + SQL, inside execute), llm, record (the
+            # learning record), total (the engine's own). Absent stages did not run.
             "timings": timings,
         }
 

@@ -34,6 +34,7 @@ from service.errors import (
 from service.jsonrpc import Dispatcher, JsonRpcLimits, encode, error_response
 from service.services import Services
 from service.sessions import Session, TokenBucket, check_agent_id
+from service.timings import mark_received
 from service.tools.registry import CallContext
 from service.transport.security import check_request
 
@@ -234,6 +235,7 @@ class WsConnection:
 
     async def _accept_frame(self, raw: str | bytes, ctx: CallContext) -> None:
         """Check limits, then hand the frame's requests to tasks (or answer the refusal)."""
+        mark_received()  # the requests' `queue` stage starts here (copied into their tasks)
         limit = self.limits.max_frame_bytes
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:

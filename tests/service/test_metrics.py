@@ -57,7 +57,7 @@ async def test_timings_map_and_one_encode_per_memory_request(server: tuple[int, 
         # Routing and recall shared one encode of the query (the LRU answered the second ask).
         assert services.embedder.encoded_texts - before == 1
         timings = first["timings"]
-        for stage in ("route", "embed", "cache", "execute", "db", "record", "total"):
+        for stage in ("queue", "route", "embed", "cache", "execute", "db", "record", "total"):
             assert timings[stage] >= 0, timings
         assert timings["route"] <= timings["total"]
         assert first["route_ms"] == pytest.approx(timings["route"], abs=0.01)
