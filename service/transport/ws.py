@@ -237,7 +237,10 @@ class WsConnection:
         """Check limits, then hand the frame's requests to tasks (or answer the refusal)."""
         mark_received()  # the requests' `queue` stage starts here (copied into their tasks)
         limit = self.limits.max_frame_bytes
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if isinstance(raw, bytes) or raw.isascii():
+            size = len(raw)  # ASCII: one byte a character, no need to encode the frame to count
+        else:
+            size = len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:
             exc = FrameTooLarge(
                 f"frame of {size} bytes exceeds the limit of {limit} bytes",
