@@ -173,6 +173,8 @@ class Embedder:
         #: text -> the future every caller of that text awaits (queued or being encoded)
         self._waiting: dict[str, asyncio.Future[np.ndarray]] = {}
         self._worker: asyncio.Task[None] | None = None
+        #: the batch being encoded now
+        self._encoding: list[str] = []
         self.encodes = 0
         self.encoded_texts = 0
         self.largest_batch = 0
@@ -199,8 +201,8 @@ class Embedder:
                 future = asyncio.get_running_loop().create_future()
                 self._waiting[text] = future
                 self._pending.append(text)
-                if self._worker is None:
-                    self._worker = asyncio.ensure_future(self._drain())
+                if self._worker is None or self._worker.done():
+                    self._start_worker()
             # shield: a caller that times out must not cancel the answer other callers await.
             return await asyncio.shield(future)
         finally:
@@ -212,26 +214,42 @@ class Embedder:
 
     async def _drain(self) -> None:
         """Encode queued texts, a batch at a time, until the queue is empty."""
-        try:
-            while self._pending:
-                limit = max(1, self.settings.max_batch)
-                batch, self._pending = self._pending[:limit], self._pending[limit:]
-                started = time.perf_counter()
-                try:
-                    vectors = await asyncio.to_thread(encode_sync, batch)
-                except Exception as exc:  # the model failing is a bug; every waiter must hear of it
-                    self._settle(batch, None, exc)
-                    continue
-                self.encodes += 1
-                self.encoded_texts += len(batch)
-                self.largest_batch = max(self.largest_batch, len(batch))
-                self.encode_seconds += time.perf_counter() - started
-                self._settle(batch, vectors, None)
-        finally:
-            self._worker = None
-            if self._pending:  # cancelled mid-way (loop shutdown): leave nobody waiting forever
-                self._settle(list(self._pending), None, RuntimeError("embedder stopped"))
-                self._pending = []
+        while self._pending:
+            limit = max(1, self.settings.max_batch)
+            batch, self._pending = self._pending[:limit], self._pending[limit:]
+            self._encoding = batch
+            started = time.perf_counter()
+            try:
+                vectors = await asyncio.to_thread(encode_sync, batch)
+            except Exception as exc:  # the model failing is a bug; every waiter must hear of it
+                self._settle(batch, None, exc)
+                continue
+            self.encodes += 1
+            self.encoded_texts += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            self.encode_seconds += time.perf_counter() - started
+            self._settle(batch, vectors, None)
+        self._encoding = []
+
+    def _start_worker(self) -> None:
+        self._worker = asyncio.ensure_future(self._drain())
+        self._worker.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        """The worker ended. Texts queued since its last look get a new one; a worker that was
+        stopped (cancelled before or during an encode) fails its waiters, leaving no future
+        behind for a later caller of the same text to await."""
+        if self._worker is not task:
+            return  # a newer worker owns the queue
+        self._worker = None
+        if not task.cancelled() and task.exception() is None:
+            if self._pending:
+                self._start_worker()
+            return
+        unfinished = [t for t in (*self._encoding, *self._pending) if t in self._waiting]
+        self._encoding, self._pending = [], []
+        if unfinished:
+            self._settle(unfinished, None, RuntimeError("embedder stopped"))
 
     def _settle(
         self, batch: list[str], vectors: np.ndarray | None, error: BaseException | None

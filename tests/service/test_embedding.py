@@ -102,3 +102,16 @@ async def test_embed_time_is_charged_to_the_request_being_timed() -> None:
 def test_vector_cache_refuses_a_negative_size() -> None:
     with pytest.raises(ValueError):
         VectorCache(-1)
+
+
+async def test_a_stopped_worker_fails_its_waiters_and_leaves_nothing_stale() -> None:
+    embedder = Embedder(EmbeddingSettings(cache_size=0))
+    waiting = asyncio.ensure_future(embedder.embed("interrupted text"))
+    await asyncio.sleep(0)  # the worker starts and hands the text to a thread
+    worker = embedder._worker
+    assert worker is not None
+    worker.cancel()
+    with pytest.raises(RuntimeError, match="embedder stopped"):
+        await asyncio.wait_for(waiting, 30)
+    vector = await asyncio.wait_for(embedder.embed("interrupted text"), 30)  # encoded afresh
+    assert vector.shape == (384,)
