@@ -3,13 +3,14 @@
 Prints, on this machine, with the real MiniLM model and TMWS_TORCH_THREADS threads (default 1):
 - one text alone: `SentenceTransformer.encode` (before) against the hand-run pipeline (after);
 - a batch of 16 texts, per text, both ways;
-- `--callers` concurrent callers with distinct texts: the previous `Embedder` (each loop
-  iteration's callers flushed as their own encode, flushes queueing on one lock; reproduced below
-  as `LegacyEmbedder`, the code of commit d5b56b6) against the current one (one encode at a time,
-  every text that arrived meanwhile in the next), as throughput and per-call latency;
+- `--arrivals` distinct texts arriving one at a time at `--rate` a second (as requests arrive
+  from many sockets): the previous `Embedder` (each loop iteration's callers flushed as their
+  own encode, flushes queueing on one lock; reproduced below as `LegacyEmbedder`, the code of
+  commit d5b56b6) against the current one (one encode at a time, every text that arrived
+  meanwhile in the next), as texts/s done and per-text latency;
 - a repeated text: an LRU hit (after) against encoding it again (before).
 
-    .venv/bin/python scripts/bench_embedding.py --rounds 40 --callers 32
+    .venv/bin/python scripts/bench_embedding.py --rounds 40 --arrivals 300 --rate 100
 """
 
 from __future__ import annotations
@@ -91,20 +92,26 @@ def per_call_ms(fn: Callable[[list[str]], object], batches: list[list[str]]) -> 
     return (time.perf_counter() - started) * 1000.0 / sum(len(b) for b in batches)
 
 
-async def concurrent(
-    embed: Callable[[str], Awaitable[np.ndarray]], queries: list[str], callers: int
+async def arrivals(
+    embed: Callable[[str], Awaitable[np.ndarray]], queries: list[str], rate: float
 ) -> tuple[float, float, float]:
-    """(texts/s, p50 ms, p95 ms) of `callers` tasks each embedding its share in turn."""
+    """(texts/s, p50 ms, p95 ms) of texts arriving one by one at `rate` a second (open loop: an
+    arrival never waits for earlier answers), as requests arrive from many sockets."""
     latencies: list[float] = []
 
-    async def caller(mine: list[str]) -> None:
-        for text in mine:
-            started = time.perf_counter()
-            await embed(text)
-            latencies.append((time.perf_counter() - started) * 1000.0)
+    async def one(text: str) -> None:
+        started = time.perf_counter()
+        await embed(text)
+        latencies.append((time.perf_counter() - started) * 1000.0)
 
     started = time.perf_counter()
-    await asyncio.gather(*(caller(queries[i::callers]) for i in range(callers)))
+    tasks = []
+    for i, text in enumerate(queries):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(text)))
+    await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
     latencies.sort()
     return (
@@ -135,16 +142,14 @@ async def main_async(args: argparse.Namespace) -> None:
         f"batch of 16, per text  before {before:6.2f} ms   after {after:6.2f} ms   (x{before / after:.2f})"
     )
 
-    queries = texts(args.callers * 8, "concurrent")
-    old_rate, old_p50, old_p95 = await concurrent(LegacyEmbedder().embed, queries, args.callers)
+    queries = texts(args.arrivals, "arrival")
+    old_rate, old_p50, old_p95 = await arrivals(LegacyEmbedder().embed, queries, args.rate)
     fresh = Embedder(settings)
-    new_rate, new_p50, new_p95 = await concurrent(
-        fresh.embed, [q + " ." for q in queries], args.callers
-    )
+    new_rate, new_p50, new_p95 = await arrivals(fresh.embed, [q + " ." for q in queries], args.rate)
     print(
-        f"{args.callers} concurrent callers  before {old_rate:6.0f} texts/s (p50 {old_p50:.1f} ms, "
-        f"p95 {old_p95:.1f} ms)   after {new_rate:6.0f} texts/s (p50 {new_p50:.1f} ms, "
-        f"p95 {new_p95:.1f} ms; mean batch {fresh.stats()['mean_batch']})"
+        f"{args.arrivals} texts arriving at {args.rate:g}/s  before {old_rate:5.0f}/s done "
+        f"(p50 {old_p50:.0f} ms, p95 {old_p95:.0f} ms)   after {new_rate:5.0f}/s done "
+        f"(p50 {new_p50:.0f} ms, p95 {new_p95:.0f} ms; mean batch {fresh.stats()['mean_batch']})"
     )
 
     repeat = texts(1, "repeat")[0]
@@ -163,7 +168,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--arrivals", type=int, default=300, help="texts in the arrival test")
+    parser.add_argument("--rate", type=float, default=100.0, help="their arrival rate, per s")
     asyncio.run(main_async(parser.parse_args()))
     return 0
 
