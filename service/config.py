@@ -170,6 +170,9 @@ class Settings:
     llm_url: str | None = None
     #: Load test-only patterns (slow_test_pattern, failing_test_pattern) and their tools.
     enable_test_patterns: bool = False
+    #: A cache hit's answer waits for its learning-record row's commit (off: the row is written
+    #: behind; a crash may lose the hits of the last group commit).
+    record_waits_on_hits: bool = False
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -209,6 +212,7 @@ class Settings:
             patterns_path=Path(r.str("TMWS_PATTERNS_PATH", str(DEFAULT_PATTERNS_PATH))),
             llm_url=r.str("TMWS_LLM_URL", "") or None,
             enable_test_patterns=r.bool("TMWS_ENABLE_TEST_PATTERNS", False),
+            record_waits_on_hits=r.bool("TMWS_RECORD_WAITS_ON_HITS", False),
             database=DatabaseSettings(
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),

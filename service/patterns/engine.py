@@ -8,6 +8,7 @@ those are what the client must see (integration test plan 6.1, 6.2).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -83,6 +84,8 @@ class PatternEngine:
         self.stats = stats
         self.llm = llm
         self._baseline_tokens = baseline_tokens
+        #: learning-record writes of cache hits, not awaited by their answers (held until done)
+        self._behind: set[asyncio.Task[None]] = set()
 
     @property
     def baseline_tokens(self) -> int:
@@ -343,7 +346,8 @@ class PatternEngine:
         error: TMWSError | None = None,
     ) -> None:
         """Queue the learning-record row (write-behind: waits at most ~0.1 s for its commit, then
-        it is retried until PostgreSQL takes it); it never fails the request it describes."""
+        it is retried until PostgreSQL takes it; a cache hit does not wait unless
+        `TMWS_RECORD_WAITS_ON_HITS`); it never fails the request it describes."""
         db = getattr(ctx.services, "db", None)
         if db is None:
             return
@@ -351,25 +355,41 @@ class PatternEngine:
             success, err = (not outcome.fallback), outcome.error
         else:
             success, err = False, f"{error.reason}: {error.message}" if error else "unknown"
-        try:
-            await writer_for(db).record(
-                agent_id=ctx.agent_id,
-                instance_id=ctx.instance_id,
-                namespace=namespace,
-                pattern_name=pattern.name if pattern else "llm",
-                pattern_type=pattern.type if pattern else "llm",
-                route=outcome.route if outcome else decision.route,
-                execution_mode=mode,
-                success=success,
-                error=err,
-                latency_ms=latency_ms,
-                tokens_used=outcome.tokens_used if outcome else 0,
-                tokens_baseline=self.baseline_tokens,
-                cache_hit=outcome.cache_hit if outcome else False,
-                cache_tier=outcome.cache_tier if outcome else "none",
-            )
-        except TMWSError as exc:
-            log.warning("learning record not written: %s", exc)
+        recorded = writer_for(db).record(
+            agent_id=ctx.agent_id,
+            instance_id=ctx.instance_id,
+            namespace=namespace,
+            pattern_name=pattern.name if pattern else "llm",
+            pattern_type=pattern.type if pattern else "llm",
+            route=outcome.route if outcome else decision.route,
+            execution_mode=mode,
+            success=success,
+            error=err,
+            latency_ms=latency_ms,
+            tokens_used=outcome.tokens_used if outcome else 0,
+            tokens_baseline=self.baseline_tokens,
+            cache_hit=outcome.cache_hit if outcome else False,
+            cache_tier=outcome.cache_tier if outcome else "none",
+        )
+        hit = outcome is not None and outcome.cache_hit
+        if hit and not getattr(ctx.services.settings, "record_waits_on_hits", False):
+            # A cache hit does not wait for its row's commit: the row is queued now and written
+            # behind (bounded queue, retried). Risk: a crash loses the hits of the last group
+            # commit (milliseconds), and the row shows a few ms after the answer. Misses,
+            # fallbacks and failures still wait, so their rows are there when the answer is.
+            task = asyncio.ensure_future(_quietly(recorded))
+            self._behind.add(task)
+            task.add_done_callback(self._behind.discard)
+            return
+        await _quietly(recorded)
+
+
+async def _quietly(recorded: Awaitable[Any]) -> None:
+    """Await a learning-record write; losing the row must not fail (or escape) anything."""
+    try:
+        await recorded
+    except TMWSError as exc:
+        log.warning("learning record not written: %s", exc)
 
 
 def _token_fields(value: dict[str, Any]) -> dict[str, Any]:

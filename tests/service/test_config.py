@@ -60,6 +60,8 @@ def test_embedding_settings_are_read_from_the_environment() -> None:
         {"TMWS_TORCH_THREADS": "2", "TMWS_EMBED_CACHE_SIZE": "0", "TMWS_EMBED_MAX_BATCH": "8"}
     ).embedding
     assert (settings.torch_threads, settings.cache_size, settings.max_batch) == (2, 0, 8)
+    assert not Settings.from_env({}).record_waits_on_hits
+    assert Settings.from_env({"TMWS_RECORD_WAITS_ON_HITS": "true"}).record_waits_on_hits
 
 
 def test_short_auth_secret_is_refused() -> None:

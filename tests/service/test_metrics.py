@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -65,6 +66,18 @@ async def test_timings_map_and_one_encode_per_memory_request(server: tuple[int, 
         assert again["cache_hit"] and again["cache_tier"] == "l1"
         assert "execute" not in again["timings"]  # a hit runs no executor
         assert services.embedder.encoded_texts - before == 1  # nor encodes again
+        # The hit's learning-record row is written behind (not awaited), yet written.
+        assert not services.settings.record_waits_on_hits
+        async with asyncio.timeout(15):
+            while True:
+                async with services.db.acquire() as conn:
+                    rows = await conn.fetch(
+                        "SELECT cache_hit FROM pattern_executions WHERE agent_id = $1",
+                        f"timer-{topic}",
+                    )
+                if sorted(r["cache_hit"] for r in rows) == [False, True]:
+                    break
+                await asyncio.sleep(0.05)  # a commit of another task: nothing here to await
         fast = await client.call(
             "execute_pattern", {"query": "system status", "execution_mode": "fast"}
         )
