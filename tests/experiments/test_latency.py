@@ -37,4 +37,4 @@ def test_routing_cost_criterion_can_fail_and_needs_evidence() -> None:
     slow = [0.5] * 90 + [25.0] * 10  # p95 inside the slow tail
     assert routing_cost_criterion(slow, critical=True).failed
     too_few = routing_cost_criterion([0.5] * (ROUTE_MIN_SAMPLES - 1), critical=True)
-    assert too_few.skipped and not too_few.passed
+    assert too_few.failed and too_few.insufficient and not too_few.skipped
