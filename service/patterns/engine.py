@@ -24,6 +24,7 @@ from service.errors import (
     ExecutionTimeout,
     PoolExhausted,
     TMWSError,
+    lost_dependency,
 )
 from service.llm import LLMBackend, build_llm
 from service.namespaces import resolve_namespace
@@ -217,7 +218,7 @@ class PatternEngine:
                 result = await run_pattern(pattern, query, decision.groups, ctx)
             except TMWSError as exc:
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
-                if isinstance(exc, DependencyUnavailable | PoolExhausted):
+                if lost_dependency(exc) or isinstance(exc, PoolExhausted):
                     # A lost or saturated database says nothing about the pattern: counting it would
                     # demote every memory pattern during an outage, hide the -32002 behind LLM
                     # answers, and keep the pattern demoted after the dependency is back.
