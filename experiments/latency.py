@@ -154,12 +154,15 @@ class LatencyExperiment(Experiment):
 
 
 def routing_cost_criterion(route_ms: list[float], *, critical: bool) -> Criterion:
-    """p95 of the servers' `route_ms` below the plan's 10 ms; too few samples is a skip."""
-    p95 = float(np.percentile(route_ms, 95)) if len(route_ms) >= ROUTE_MIN_SAMPLES else None
+    """p95 of the servers' `route_ms` below the plan's 10 ms; too few samples fails it."""
+    p95 = float(np.percentile(route_ms, 95)) if route_ms else None
     return checks.at_most(
         "routing_p95_ms",
         p95,
         ROUTE_P95_MS,
+        evidence=checks.Evidence(
+            "distinct held-out queries timed", len(route_ms), ROUTE_MIN_SAMPLES
+        ),
         strict=True,
         description=f"server-side route_ms of {len(route_ms)} distinct held-out queries "
         f"(regex + MiniLM embedding + learned decision; >= {ROUTE_MIN_SAMPLES} needed)",

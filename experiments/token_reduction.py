@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 import argparse
 import asyncio
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -51,6 +52,8 @@ TOKEN_TARGETS = {"infrastructure": 30.0, "memory": 80.0, "hybrid": 150.0}
 TOLERANCE = 0.10
 #: Rows a type needs before its mean is judged.
 MIN_TYPE_ROWS = 20
+#: Held-out queries a route needs before its accuracy means anything.
+MIN_ROUTE_QUERIES = 20
 SEED_NOTES = 120
 #: Requests per agent in each load phase (300 agents at ci).
 REQUESTS_PER_AGENT = {"ci": 1, "laptop": 2, "cloud": 2}
@@ -129,6 +132,12 @@ def router_heldout_criteria(heldout: dict[str, Any]) -> list[Criterion]:
             "router_accuracy_heldout_families",
             None if heldout["accuracy"] is None else 100.0 * heldout["accuracy"],
             100.0 * route_eval.TARGET_ACCURACY,
+            # A lost answer already counts as wrong; most of the set must still be answered.
+            evidence=Evidence(
+                "held-out-family queries answered",
+                heldout["answered"],
+                math.ceil(route_eval.TARGET_ACCURACY * heldout["n"]),
+            ),
             description=f"{heldout['answered']}/{heldout['n']} held-out-family queries "
             "answered by the servers; route equals label",
             unit="%",
@@ -139,6 +148,11 @@ def router_heldout_criteria(heldout: dict[str, Any]) -> list[Criterion]:
             "router_worst_route_heldout_families",
             None if worst_rate is None else 100.0 * worst_rate,
             100.0 * route_eval.TARGET_PER_ROUTE,
+            evidence=Evidence(
+                f"held-out queries labelled {worst or 'any route'}",
+                heldout["per_route"].get(worst, {}).get("n", 0) if worst else 0,
+                MIN_ROUTE_QUERIES,
+            ),
             description=f"the same, the worst route ({worst})",
             unit="%",
             section=SECTION,

@@ -25,6 +25,7 @@ from service.errors import (
     ExecutionTimeout,
     PoolExhausted,
     TMWSError,
+    lost_dependency,
 )
 from service.llm import LLMBackend, build_llm
 from service.metrics import metrics_of
@@ -241,7 +242,7 @@ class PatternEngine:
             except TMWSError as exc:
                 add_stage("execute", (time.perf_counter() - started) * 1000.0)
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
-                if isinstance(exc, DependencyUnavailable | PoolExhausted):
+                if lost_dependency(exc) or isinstance(exc, PoolExhausted):
                     # A lost or saturated database says nothing about the pattern: counting it would
                     # demote every memory pattern during an outage, hide the -32002 behind LLM
                     # answers, and keep the pattern demoted after the dependency is back.

@@ -33,6 +33,7 @@ from service.bugs import InjectedBugs
 from service.config import ConfigError, DatabaseSettings
 from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
 from service.resilience.breaker import CircuitBreaker
+from service.resilience.timeouts import dependency_wait
 from service.store.liveness import Callback, Liveness
 
 T = TypeVar("T")
@@ -206,7 +207,7 @@ class Database:
     def _budget(self, deadline_s: float | None) -> float | None:
         if self._call_timeout_s is None:
             return None
-        return self._call_timeout_s if deadline_s is None else deadline_s
+        return dependency_wait(self._call_timeout_s if deadline_s is None else deadline_s)
 
     @asynccontextmanager
     async def _acquire_unguarded(

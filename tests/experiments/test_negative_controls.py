@@ -10,7 +10,6 @@ test runs clean are run here once each (`CLEAN_HERE`).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,25 +133,6 @@ NOT_CAUGHT = {
 }
 #: Configurations run clean here (no other test runs them), once each.
 CLEAN_HERE = sorted({c.config for c in CONTROLS if c.clean == "here"})
-
-
-@pytest.fixture(scope="module")
-def shared_ray() -> Iterator[None]:
-    """One local Ray for the whole matrix: each run reuses it instead of starting and stopping
-    its own (~10 s a run); every run still starts and stops its own actors."""
-    import ray
-
-    from cluster.ray_connect import connect
-    from cluster.topology import load_preset
-
-    if ray.is_initialized():
-        yield
-        return
-    connection = connect(num_cpus=load_preset("ci").local_num_cpus)
-    try:
-        yield
-    finally:
-        connection.shutdown()
 
 
 def _servers(control_private: bool, request: pytest.FixtureRequest) -> Any:
