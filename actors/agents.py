@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
+from actors.loop_health import LoopMonitor
 from actors.recorder import (
     CLIENT_ERROR,
     CLIENT_TIMEOUT,
@@ -286,6 +287,12 @@ class PhaseReport:
     skipped: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    #: the swarm's own event-loop lag and CPU over the phase (`actors.loop_health`)
+    loop_lag_ms_p99: float | None = None
+    loop_lag_ms_max: float | None = None
+    cpu_percent: float | None = None
+    #: the load generator was the bottleneck: its timings measure itself, not only the service
+    saturated: bool = False
 
 
 class Swarm:
@@ -341,11 +348,20 @@ class Swarm:
         before_rows, before_sent = self.recorder.recorded, self.sent
         started = time.monotonic()
         deadline = started + workload.max_duration_s
-        if workload.open_loop:
-            report.skipped = await self._open_loop(phase, workload, rate_share, deadline)
-        else:
-            report.skipped = await self._closed_loop(phase, workload, deadline)
-        await self._drain(workload.request_timeout_s + DRAIN_GRACE_S)
+        monitor = LoopMonitor()
+        monitor.start()
+        try:
+            if workload.open_loop:
+                report.skipped = await self._open_loop(phase, workload, rate_share, deadline)
+            else:
+                report.skipped = await self._closed_loop(phase, workload, deadline)
+            await self._drain(workload.request_timeout_s + DRAIN_GRACE_S)
+        finally:
+            health = await monitor.stop()
+        report.loop_lag_ms_p99 = health.lag_ms_p99
+        report.loop_lag_ms_max = health.lag_ms_max
+        report.cpu_percent = health.cpu_percent
+        report.saturated = health.saturated
         report.elapsed_s = time.monotonic() - started
         report.sent = self.sent - before_sent
         report.recorded = self.recorder.recorded - before_rows

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from service.errors import (
     TMWSError,
 )
 from service.mcp_methods import McpMethods, Method
+from service.metrics import OTHER_METHOD, ServiceMetrics, metrics_of
 from service.tools.registry import CallContext, ToolRegistry
 from service.wire import encode_checked, is_valid_unicode, to_json_text
 from service.wire import parse as parse_json
@@ -103,8 +105,11 @@ class Dispatcher:
         tools: ToolRegistry,
         server_info: dict[str, Any],
         limits: JsonRpcLimits | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         mcp = McpMethods(tools, server_info)
+        #: where reply serialisation time goes (request counts come from each call's services)
+        self.metrics = metrics
         self._tools = tools
         self.limits = limits or JsonRpcLimits()
         self._requests: dict[str, Method] = mcp.requests()
@@ -175,6 +180,7 @@ class Dispatcher:
     ) -> tuple[str, dict[str, Any]]:
         """(wire text, reply actually sent): an unencodable or oversized reply becomes an error."""
         allowed = self.limits.max_reply_bytes if budget is None else budget
+        started = time.perf_counter()
         try:
             text, size = encode_checked(reply)
         except UnicodeEncodeError:
@@ -189,6 +195,8 @@ class Dispatcher:
                 ),
             )
             return to_json_text(replacement), replacement
+        if self.metrics is not None:
+            self.metrics.observe_stage("serialise", time.perf_counter() - started)
         if size <= allowed or "error" in reply:
             return text, reply
         too_large = self._too_large(request, reply.get("result"), size, allowed)
@@ -264,17 +272,30 @@ class Dispatcher:
             await self._notify(method, params, ctx)
             return None
         request_id: Id = msg["id"]
+        started = time.perf_counter()
+        code = 0
         try:
             return success_response(request_id, await self._call(method, params, ctx))
         except TMWSError as exc:
+            code = exc.code
             return error_response(request_id, exc)
         except Exception:  # the boundary: a bug becomes -32603, the traceback stays in the log
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error in %r (id=%r, error_id=%s)", method, request_id, error_id)
+            code = InternalError.code
             return error_response(
                 request_id,
                 InternalError(f"internal error (error_id {error_id})", {"error_id": error_id}),
             )
+        finally:
+            metrics = metrics_of(getattr(ctx, "services", None))
+            if metrics is not None:
+                label = method if self.knows(method) else OTHER_METHOD
+                metrics.observe_request(label, time.perf_counter() - started, code)
+
+    def knows(self, method: str) -> bool:
+        """A method this server implements (metrics label only these: names are client-chosen)."""
+        return method in self._requests or method in self._tools
 
     @staticmethod
     def _check(msg: Any) -> tuple[str, Any, bool]:

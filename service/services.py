@@ -8,6 +8,7 @@ from typing import Any
 
 from service.config import Settings
 from service.embedding import Embedder
+from service.metrics import ServiceMetrics
 from service.tools.registry import ToolRegistry
 
 
@@ -29,6 +30,12 @@ class Services:
     #: embedded servers this process started and must stop (None when given URLs)
     owned_infra: Any = None
     started_at: float = field(default_factory=time.time)
+    #: Prometheus figures of this instance (`/metrics`); built from the rest after init
+    metrics: ServiceMetrics = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(self.settings.instance_id)
+        self.metrics.watch(self)
 
     @property
     def instance_id(self) -> str:

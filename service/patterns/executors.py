@@ -198,9 +198,11 @@ async def service_metrics(
             "redis_state": stats.get("redis_state"),
             "degraded": stats.get("degraded"),
         }
-    pending = getattr(getattr(services, "embedder", None), "_pending", None)
-    if pending is not None:
-        out["embed_queue"] = len(pending)
+    embedder = getattr(services, "embedder", None)
+    if embedder is not None and hasattr(embedder, "stats"):
+        embed = embedder.stats()
+        out["embed_queue"] = embed["queued"]
+        out["embed_cache_hit_rate"] = embed["cache"]["hit_rate"]
     return out
 
 

@@ -34,6 +34,7 @@ from service.errors import (
 from service.jsonrpc import Dispatcher, JsonRpcLimits, encode, error_response
 from service.services import Services
 from service.sessions import Session, TokenBucket, check_agent_id
+from service.timings import mark_received
 from service.tools.registry import CallContext
 from service.transport.security import check_request
 
@@ -96,7 +97,10 @@ class WsConnection:
         self.services = services
         self.limits = services.settings.limits
         self.dispatcher = Dispatcher(
-            services.tools, server_info(), JsonRpcLimits.from_settings(self.limits)
+            services.tools,
+            server_info(),
+            JsonRpcLimits.from_settings(self.limits),
+            metrics=getattr(services, "metrics", None),
         )
         self._send_lock = asyncio.Lock()
         #: Requests running at once; beyond it the reader stops reading (backpressure).
@@ -231,8 +235,12 @@ class WsConnection:
 
     async def _accept_frame(self, raw: str | bytes, ctx: CallContext) -> None:
         """Check limits, then hand the frame's requests to tasks (or answer the refusal)."""
+        mark_received()  # the requests' `queue` stage starts here (copied into their tasks)
         limit = self.limits.max_frame_bytes
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if isinstance(raw, bytes) or raw.isascii():
+            size = len(raw)  # ASCII: one byte a character, no need to encode the frame to count
+        else:
+            size = len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:
             exc = FrameTooLarge(
                 f"frame of {size} bytes exceeds the limit of {limit} bytes",
