@@ -309,6 +309,16 @@ class Database:
             # Usually every connection is busy; a server too slow to accept a new one lands
             # here as well, and from the caller's view it is the same bound being hit.
             self._exhausted_total += 1
+            if self.liveness.in_doubt:
+                # The connections are held by calls stuck on a server that stopped answering
+                # (a deadline expired, no probe has answered since): that is the database's
+                # outage, not a busy pool, and the caller must hear so.
+                raise DatabaseUnavailable(
+                    f"database unavailable: no connection within {timeout}s while PostgreSQL "
+                    f"is not answering ({self._in_use}/{self._pool.get_max_size()} connections "
+                    "stuck past their deadline; liveness probe pending)",
+                    {"timeout_s": timeout, "dependency": "database"},
+                ) from exc
             raise PoolExhausted(
                 f"no database connection within {timeout}s: {self._in_use}/"
                 f"{self._pool.get_max_size()} connections in use, "
