@@ -1,4 +1,5 @@
-"""index.html: a self-contained dashboard (inline SVG and CSS; no scripts, fonts or CDNs)."""
+"""index.html: a self-contained dashboard (inline CSS; interactive Plotly charts whose plotly.js is
+embedded in the page — no fonts, CDNs or network; fault periods shaded on every time axis)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import metrics as m
+from analysis import plots, svg
 from analysis import resources as res
-from analysis import svg
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
 from analysis.markdown import mark
@@ -151,11 +152,11 @@ def _propagation_row(instance: str, stats: dict[str, Any]) -> str:
 
 
 def _coherency_section(report: CoherencyReport) -> str:
-    plot = svg.histogram_chart(
+    plot = plots.histogram_figure(
         all_delays_ms(report.propagation),
         title="Invalidation propagation delay",
         x_label="ms after ack",
-        css_class="plot propagation",
+        div_id="plot-propagation",
     )
     prop_rows = "".join(
         _propagation_row(inst, d.stats()) for inst, d in sorted(report.propagation.items())
@@ -195,6 +196,7 @@ def render_dashboard(
     duration_s: float,
     resources: pa.Table | None = None,
     coherency: CoherencyReport | None = None,
+    faults: list[dict[str, Any]] | None = None,
 ) -> str:
     """The complete HTML page."""
     t = tally(criteria)
@@ -210,18 +212,22 @@ def render_dashboard(
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{escape(scenario)} · {escape(run_id)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{_CSS}</style>{plots.script_tag()}</head><body>",
         f"<h1>{escape(scenario)}: {verdict}</h1><p>run <code>{escape(run_id)}</code></p>",
         f'<pre class="box">{escape(box)}</pre>',
         f"<h2>Criteria</h2>{_criteria_table(criteria)}",
-        f'<h2>Plots</h2><div class="plots">{"".join(history_plots(history))}</div>',
+        '<p><a href="timeline.html">timeline.html</a>: every request by instance and swarm, '
+        "faults and witnesses</p>",
+        f'<h2>Plots</h2><div class="plots">{"".join(plots.history_figures(history, faults))}</div>',
     ]
     if coherency is not None:
         parts.append(_coherency_section(coherency))
     if resources is not None and resources.num_rows:
-        plots = "".join(resource_plots(resources))
+        figures = "".join(
+            plots.resource_figures(resources, faults, plots.origin_ns(history) or None)
+        )
         summary = {k: v for k, v in res.resource_summary(resources).items() if k != "growth"}
-        parts.append(f'<h2>Resources</h2><div class="plots">{plots}</div>{_kv_table(summary)}')
+        parts.append(f'<h2>Resources</h2><div class="plots">{figures}</div>{_kv_table(summary)}')
     parts.append(f"<h2>Metrics</h2>{_kv_table(flat)}")
     if metrics.get("errors"):
         parts.append(f"<h2>Errors</h2>{_kv_table(metrics['errors'])}")
