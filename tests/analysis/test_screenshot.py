@@ -67,6 +67,20 @@ def test_chromium_renders_the_dashboard_and_the_timeline(rows, tmp_path: Path) -
         page = paths.out_dir / name
         loaded = load_page(page)
         (tmp_path / f"{name}.png").write_bytes(loaded.screenshot)
+        (paths.out_dir / f"{name}.png").write_bytes(loaded.screenshot)
         assert loaded.errors == [], (name, loaded.errors)
         assert loaded.rendered.get("done") and loaded.rendered["graphs"] >= least, loaded.rendered
         assert loaded.screenshot.startswith(b"\x89PNG") and len(loaded.screenshot) > 10_000
+
+
+def test_the_check_sees_a_script_error(tmp_path: Path) -> None:
+    """Negative control: a page that throws and logs an error is reported, not passed."""
+    page = tmp_path / "broken.html"
+    page.write_text(
+        "<html><body><script>console.error('drawn wrong');"
+        "throw new Error('boom');</script></body></html>"
+    )
+    loaded = load_page(page, settle_s=1.0)
+    assert any("boom" in e for e in loaded.errors), loaded.errors
+    assert any("drawn wrong" in e for e in loaded.errors), loaded.errors
+    assert not loaded.rendered.get("done")

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from cluster.nemesis.proxy import ProxyHub
 from cluster.nemesis.resp import FrameCutter, pubsub_kind
@@ -34,8 +36,13 @@ def hub() -> Iterator[ProxyHub]:
 
 
 def _client(port: int, timeout: float = 5.0) -> redis.Redis:
+    # No retries: a timeout must surface once, not after redis-py's backoff rounds.
     return redis.Redis(
-        host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=timeout
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
