@@ -7,10 +7,8 @@ from html import escape
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from analysis import metrics as m
-from analysis import plots, svg
+from analysis import plots
 from analysis import resources as res
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
@@ -74,71 +72,6 @@ def _kv_table(items: dict[str, Any]) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     return "<table>" + "".join(_row((k, fmt(v))) for k, v in items.items()) + "</table>"
-
-
-def history_plots(history: pa.Table, *, bucket_s: float = 1.0) -> list[str]:
-    """Latency CDF, throughput over time and cache hit rate over time."""
-    ok = m.successful(history)
-    cdf: svg.Series = {}
-    for op in sorted(pc.unique(ok.column("op")).to_pylist()) if ok.num_rows else []:
-        lat = ok.filter(pc.equal(ok.column("op"), op)).column("latency_ms").to_pylist()
-        cdf[f"{op} (n={len(lat)})"] = svg.cdf_points(lat)
-    start, _ = m.run_window_ns(history)
-    failed = history.filter(pc.equal(history.column("success"), False))
-    throughput = {"completed": m.rps_series(history, bucket_s=bucket_s)}
-    if failed.num_rows:
-        throughput["failed"] = m.rps_series(failed, bucket_s=bucket_s, start_ns=start)
-    hits = {"hit rate": m.hit_rate_series(history, bucket_s=bucket_s)}
-    return [
-        svg.line_chart(
-            cdf,
-            title="Latency CDF (successful requests)",
-            x_label="latency (ms)",
-            y_label="fraction ≤ x",
-            css_class="plot latency-cdf",
-        ),
-        svg.line_chart(
-            throughput,
-            title="Throughput over time",
-            x_label="time (s)",
-            y_label="requests/s",
-            css_class="plot throughput",
-        ),
-        svg.line_chart(
-            hits,
-            title="Cache hit rate over time",
-            x_label="time (s)",
-            y_label="hit rate",
-            css_class="plot hit-rate",
-        ),
-    ]
-
-
-def resource_plots(table: pa.Table) -> list[str]:
-    """One line chart per sampled resource column, a line per source."""
-    specs = (
-        ("cpu_percent", "CPU (% of machine)", 1.0),
-        ("rss_bytes", "RSS (MB)", float(res.MB)),
-        ("db_connections", "PostgreSQL connections", 1.0),
-        ("pool_wait_ms", "Pool wait (ms)", 1.0),
-        ("redis_used_memory", "Redis used memory (MB)", float(res.MB)),
-    )
-    out = []
-    for column, label, scale in specs:
-        series = {
-            src: [(t, v / scale) for t, v in pts] for src, pts in res.series(table, column).items()
-        }
-        if series:
-            out.append(
-                svg.line_chart(
-                    series,
-                    title=label,
-                    x_label="time (s)",
-                    y_label=label,
-                    css_class="plot resource",
-                )
-            )
-    return out
 
 
 def _ms(value: float | None) -> str:
