@@ -224,7 +224,10 @@ def fault_criteria(faults: list[dict[str, Any]], generated: bool) -> list[Criter
         done = [
             f
             for f in faults
-            if f["category"] == category and f["applied_ns"] and f["healed_ns"] and not f["error"]
+            if f["category"] == category
+            and f["applied_ns"] is not None
+            and f["healed_ns"] is not None
+            and not f["error"]
         ]
         planned = sum(1 for f in faults if f["category"] == category)
         out.append(
@@ -255,7 +258,7 @@ def _windows(faults: list[dict[str, Any]], category: str) -> list[tuple[int, int
     return [
         (int(f["applied_ns"]), int(f["healed_ns"]))
         for f in faults
-        if f["category"] == category and f["applied_ns"] and f["healed_ns"]
+        if f["category"] == category and f["applied_ns"] is not None and f["healed_ns"] is not None
     ]
 
 
@@ -271,7 +274,7 @@ def fault_rows(
         skewed = {
             str(int(f["target"].split("-")[1]))
             for f in faults
-            if f["category"] == "clock" and f["applied_ns"]
+            if f["category"] == "clock" and f["applied_ns"] is not None
         }
         agents = [a for k, ids in swarm_agents.items() if str(k) in skewed for a in ids]
         return table.filter(pc.is_in(table.column("agent_id"), pa.array(agents, pa.string())))
