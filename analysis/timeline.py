@@ -133,7 +133,7 @@ def timeline_figure(
     skews = [
         f"{f['fault']}"
         for f in faults or []
-        if f.get("category") == "clock" and f.get("applied_ns")
+        if f.get("category") == "clock" and f.get("applied_ns") is not None
     ]
     lanes = sorted(set(instances)) + sorted(set(swarms))
     fig.update_layout(
