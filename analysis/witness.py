@@ -157,7 +157,8 @@ def witnesses(
     limit: int = MAX_WITNESSES,
 ) -> list[Witness]:
     """Up to `limit` witnesses, one per distinct (write, read instance), generation findings
-    first, then content findings; `table` is the table the checker was given."""
+    first, then content findings, each kind longest-after-the-ack first (so in eventual mode
+    the ones past the staleness bound lead); `table` is the table the checker was given."""
     if report is None or table.num_rows == 0:
         return []
     history = _History(table)
@@ -192,7 +193,8 @@ def witnesses(
             )
         )
 
-    for ex in report.stale.examples:
+    # Longest after the ack first: beyond any clock uncertainty or eventual-mode bound.
+    for ex in sorted(report.stale.examples, key=lambda e: -float(e["since_ack_ms"])):
         add(
             f"stale by generation ({ex.get('dimension', 'namespace')})",
             str(ex["namespace"]),
@@ -201,7 +203,7 @@ def witnesses(
             {},
         )
     if report.content is not None:
-        for ex in report.content.examples:
+        for ex in sorted(report.content.examples, key=lambda e: -float(e["since_ack_ms"])):
             add(
                 f"{ex['kind']} by content",
                 str(ex["namespace"]),
