@@ -88,3 +88,24 @@ def test_acked_writes_after_healing(rows):
     assert after_healing_criterion(_after(rows, True), "strict", None).verdict == "pass"
     missing = after_healing_criterion(_after(rows, False), "strict", None)
     assert missing.verdict == "fail" and missing.measured == 1
+
+
+def test_gates_are_judged_outside_the_faults(rows):
+    from experiments.chaos import RECOVERY_GRACE_S, outside_faults
+
+    r = rows()
+    inside = r.add(op="read", send=1000, recv=1100)  # during the pause
+    grace = r.add(op="read", send=2000 + RECOVERY_GRACE_S * 500, recv=2001 + RECOVERY_GRACE_S * 500)
+    after = r.add(
+        op="read", send=2000 + RECOVERY_GRACE_S * 2000, recv=2001 + RECOVERY_GRACE_S * 2000
+    )
+    before = r.add(op="read", send=100, recv=200)
+    faults = [
+        _fault("pause:redis@1s+1s", "process", 900, 2000),
+        _fault("clock:swarm-0=+1s", "clock", 0, 99_999),  # run-long: excludes nothing
+    ]
+    table = r.table()
+    kept = sorted(outside_faults(table, faults).column("t_send_ns").to_pylist())
+    sends = table.column("t_send_ns").to_pylist()
+    assert kept == sorted([sends[after], sends[before]])
+    assert sends[inside] not in kept and sends[grace] not in kept
