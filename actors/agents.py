@@ -34,6 +34,15 @@ from actors.recorder import (
 from actors.workload import RequestSpec, Workload, open_loop_offsets
 from service.client import RpcError
 
+#: The swarm's clock skew (a clock fault; one swarm per process, so one value per process).
+_SKEW_NS = [0]
+
+
+def wall_ns() -> int:
+    """This process's wall clock as the swarm sees it (skewed by a clock fault)."""
+    return time.time_ns() + _SKEW_NS[0]
+
+
 log = logging.getLogger(__name__)
 
 #: Extra time, beyond a request's own timeout, that a phase waits for in-flight requests.
@@ -185,7 +194,7 @@ class SimAgent:
         `intended_ns` (open loop) is the scheduled send time: latency is measured from it, and
         the row keeps the actual send time beside it.
         """
-        t_send = time.time_ns()
+        t_send = wall_ns()
         session = SessionInfo(self.agent_id)
         outcome: Outcome
         try:
@@ -236,7 +245,7 @@ class SimAgent:
             session=session,
             outcome=outcome,
             t_send_ns=t_send,
-            t_recv_ns=max(time.time_ns(), t_send, intended or 0),
+            t_recv_ns=max(wall_ns(), t_send, intended or 0),
             t_intended_ns=intended,
         )
 
@@ -263,6 +272,8 @@ class SwarmConfig:
     #: Each agent's rank among all agents of the run starting on its home instance (team
     #: membership); empty = the agent's index in this swarm.
     agent_slots: tuple[int, ...] = ()
+    #: A clock fault (cluster.nemesis): this swarm's wall clock runs this many ns off.
+    clock_skew_ns: int = 0
 
     def __post_init__(self) -> None:
         if len(self.agent_ids) != len(self.home_instances):
@@ -300,6 +311,7 @@ class Swarm:
 
     def __init__(self, config: SwarmConfig, connector: Connector | None = None) -> None:
         self.config = config
+        _SKEW_NS[0] = config.clock_skew_ns
         self.directory = Directory(config.endpoints)
         self.recorder = Recorder(config.run_id, config.scenario)
         self._connector = connector or default_connector
@@ -398,7 +410,7 @@ class Swarm:
         rngs = {
             a.agent_id: random.Random(f"{workload.seed}:{phase}:{a.agent_id}") for a in self.agents
         }
-        start_mono, start_wall = time.monotonic(), time.time_ns()
+        start_mono, start_wall = time.monotonic(), wall_ns()
         for k, offset in enumerate(offsets):
             due = start_mono + offset
             if due >= deadline:
@@ -445,7 +457,7 @@ class Swarm:
 
     def clock(self) -> int:
         """This swarm's wall clock (the driver measures its offset from it, `actors.clock`)."""
-        return time.time_ns()
+        return wall_ns()
 
     def drain(self) -> SwarmOutput:
         """Rows and histograms recorded since the last drain."""
