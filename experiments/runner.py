@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 
 from analysis import checks
 from analysis.checks import Criterion, Evidence
@@ -148,6 +149,7 @@ def run_experiment(
     bugs = injected_bugs(args)
     out = (args.out or DEFAULT_OUT_ROOT / experiment.scenario).resolve()
     before = child_processes()
+    reused_ray = ray.is_initialized()  # a Ray started before us keeps its idle workers
     started_at = datetime.now(UTC)
     wanted = experiment.agent_count(args)
     per_swarm = None
@@ -193,7 +195,7 @@ def run_experiment(
     outcome = experiment.check(result, facts, args)
     criteria = list(outcome.criteria)
     criteria += _resource_criteria(result)
-    leaked = leaked_processes(before)
+    leaked = leaked_processes(before, reused_ray=reused_ray)
     criteria.append(
         checks.holds(
             "no_leaked_processes",

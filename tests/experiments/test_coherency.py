@@ -48,16 +48,6 @@ def test_coherency_strict_ci(infra: Any, run_ci: Any) -> None:
     assert run.code == 0
 
 
-@pytest.mark.slow
-def test_broken_cache_is_caught(infra: Any, run_ci: Any) -> None:
-    run = run_ci(EXPERIMENT, infra, "--broken-cache")
-    assert run.code == 1
-    assert run.metrics["stale_reads"] > 0
-    assert not run.criteria["no_stale_reads"]["passed"]
-    # The broken flag's stale answers come from L1 entries nobody told to drop.
-    assert run.metrics["stale_reads_by_tier"].get("l1", 0) > 0
-
-
 def _flagship_facts() -> dict[str, Any]:
     return {
         "teams": 1,

@@ -64,13 +64,14 @@ CHAOS_CLEAN = "tests/experiments/test_chaos.py::test_chaos_ci_every_kind_passes_
 CLEAN_ARGS = {CHAOS_CLEAN: CHAOS_EVERY_KIND}
 
 CONTROLS: tuple[Control, ...] = (
+    # Issue 8's first acceptance: a service whose memory writes never invalidate any cache
+    # fails the flagship at ci scale (stale answers from L1 entries nobody told to drop).
     Control(
         "skip-publish",
-        "db_recovery",
-        DB_STOP,
-        "acked_writes_visible_across_instances",
-        "here",
-        private=True,
+        "coherency",
+        (),
+        "no_stale_reads",
+        "tests/experiments/test_coherency.py::test_coherency_strict_ci",
     ),
     Control(
         "skip-generation-check",
