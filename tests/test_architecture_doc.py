@@ -8,7 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 #: a backticked path of ours: `service/jsonrpc.py`, `configs/patterns.yaml`, `tests/analysis/`
-_PATH = re.compile(r"`((?:service|cluster|actors|experiments|analysis|configs|tests|docs)/[\w./-]*)`")
+_PATH = re.compile(
+    r"`((?:service|cluster|actors|experiments|analysis|configs|tests|docs)/[\w./-]*)`"
+)
 
 
 def named_paths(text: str) -> list[str]:
