@@ -12,7 +12,7 @@ from service.config import Settings
 from service.context import CallContext, Services
 from service.embedding import Embedder
 from service.errors import ExecutionTimeout, NotFound
-from service.jsonrpc import Dispatcher, JsonRpcLimits
+from service.jsonrpc import Dispatcher, HandlerTable, JsonRpcLimits, Paging
 from service.mcp_methods import LATEST_PROTOCOL_VERSION, McpMethods
 from service.tools.registry import ToolArgs, ToolRegistry
 
@@ -371,3 +371,30 @@ async def test_reply_size_is_bounded_per_reply_and_per_batch(ctx: CallContext) -
     replies = json.loads(await dispatcher.handle_text(json.dumps(batch), ctx) or "")
     assert ["result" in r for r in replies] == [True, True, False, False]
     assert replies[2]["error"]["data"]["batch_remaining"] < 8192
+
+
+async def test_the_dispatcher_knows_only_its_table(ctx: CallContext) -> None:
+    """No MCP inside: a table without `ping` has no ping; its own methods and paging work."""
+
+    async def echo(params: Any, ctx: CallContext) -> Any:
+        return params
+
+    table = HandlerTable(
+        requests={"echo": echo},
+        paging=lambda request, result: Paging("echo", len(result["rows"]), offset=False),
+    )
+    dispatcher = Dispatcher(table, JsonRpcLimits(max_reply_bytes=600))
+    assert (await dispatcher.handle_one(req("echo", {"a": 1}), ctx)) == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"a": 1},
+    }
+    missing = await dispatcher.handle_one(req("ping"), ctx)
+    assert missing is not None and missing["error"]["code"] == -32601
+    big = {"rows": ["x" * 50] * 20}
+    text = await dispatcher.handle_text(json.dumps(req("echo", big)), ctx)
+    error = json.loads(text or "")["error"]["data"]
+    assert (error["tool"], error["hint"]) == (
+        "echo",
+        f"call echo with limit={error['suggested_limit']}",
+    )
