@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -51,18 +50,19 @@ from service.cache.client import (
     redis_client,
 )
 from service.cache.fill import Compute, Filler
-from service.cache.generations import Generations, GenerationStore, InvalidationMessage
+from service.cache.generations import Generations, GenerationStore
 from service.cache.invalidation import InvalidationListener
 from service.cache.keys import result_key
 from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache, L1Entry
 from service.cache.l2 import Envelope, L2Store
 from service.cache.link import RedisLink
+from service.cache.listening import ChangeSignal, ListenerHooks
 from service.cache.result import CacheResult
 from service.cache.singleflight import FillWaiters, LocalFlights, RedisLock
 from service.cache.stats import CacheCounters, PropagationDelays
 from service.config import CacheSettings
 from service.errors import CacheUnavailable
-from service.resilience.breaker import BreakerState, CircuitBreaker
+from service.resilience.breaker import CircuitBreaker
 from service.resilience.lag import DEFAULT_STALL_S, LoopMonitor
 from service.resilience.retry import Backoff
 
@@ -106,6 +106,9 @@ class CoherentCache:
         self._flights: LocalFlights[CacheResult] = LocalFlights()
         self._waiters = FillWaiters()
         self._lag = LoopMonitor()
+        self._signal = ChangeSignal(self._l1, lambda: self._link.healthy)
+        self._delays = PropagationDelays()
+        self.counters = CacheCounters()
         self._breaker = CircuitBreaker(
             "redis",
             error_cls=CacheUnavailable,
@@ -121,21 +124,29 @@ class CoherentCache:
             self._breaker,
             strict=self.mode == "strict",
             bugs=self.bugs,
-            on_change=self._pulse,
+            on_change=self._signal.pulse,
+        )
+        hooks = ListenerHooks(
+            instance_id=instance_id,
+            l1=self._l1,
+            link=self._link,
+            breaker=self._breaker,
+            waiters=self._waiters,
+            counters=self.counters,
+            delays=self._delays,
+            signal=self._signal,
+            bugs=self.bugs,
         )
         self._listener = InvalidationListener(
             pubsub,
-            on_invalidate=self._on_invalidate,
+            on_invalidate=hooks.on_invalidate,
             on_filled=self._waiters.notify,
-            on_subscribed=self._on_subscribed,
-            on_lost=self._on_lost,
-            on_tick=self._on_tick,
+            on_subscribed=hooks.on_subscribed,
+            on_lost=hooks.on_lost,
+            on_tick=hooks.on_tick,
             backoff=Backoff(retry_on=REDIS_FAILURES, initial_s=0.05, max_s=1.0),
             stalled_since=self._lag.stalled_since,
         )
-        self._gen_event = asyncio.Event()
-        self._delays = PropagationDelays()
-        self.counters = CacheCounters()
         self._filler = Filler(
             l1=self._l1,
             l2=self._l2,
@@ -350,75 +361,23 @@ class CoherentCache:
         timeout = isinstance(exc, RedisTimeoutError | TimeoutError)
         return timeout and self._lag.stalled_since(started) >= DEFAULT_STALL_S
 
-    # ------------------------------------------------------------- listener
-
-    def _on_invalidate(self, msg: InvalidationMessage) -> None:
-        late_s = self.bugs.late_invalidation_ms / 1000.0
-        if late_s and msg.origin != self.instance_id:
-            # Injected bug late-invalidation: another instance's bump takes effect late here.
-            asyncio.get_running_loop().call_later(late_s, self._apply_invalidation, msg)
-            return
-        self._apply_invalidation(msg)
-
-    def _apply_invalidation(self, msg: InvalidationMessage) -> None:
-        self.counters.invalidations_received += 1
-        self._l1.observe_generation(msg.namespace, msg.generation)
-        if msg.origin != self.instance_id and msg.ts_ms > 0:
-            self._delays.add(time.time() * 1000 - msg.ts_ms)
-        self._pulse()
-
-    async def _on_subscribed(self, reconnected: bool) -> None:
-        if reconnected:
-            self.counters.reconnects += 1
-        before = self._link.counters.recoveries
-        if not await self._link.recover():
-            raise ConnectionError("cache recovery after (re)subscribing did not complete")
-        if self._link.counters.recoveries > before:
-            last = self._link.last_recovery or {}
-            self.counters.l1_flushes += 1
-            self.counters.l1_flushed_entries += int(last.get("l1_flushed", 0))
-        self._link.listener_up = True
-        self._breaker.reset("pub/sub subscribed: Redis reachable")
-        self._waiters.wake_all()
-        self._pulse()
-
-    def _on_lost(self, exc: BaseException) -> None:
-        # Called on the loss and on every failed reconnect attempt: keeps requests off Redis
-        # until the listener has proved it reachable again.
-        self.counters.pubsub_failures += 1
-        self._link.listener_lost(f"pub/sub: {exc!r}")
-        self._breaker.trip(f"pub/sub connection lost: {exc!r}")
-
-    async def _on_tick(self) -> None:
-        # Recovery without a reconnect: the data path's breaker closed again (or is probing),
-        # or a bump failed on a busy pool. Never while the breaker says Redis is down.
-        if self._link.needs_recovery and self._breaker.state is not BreakerState.OPEN:
-            await self._link.recover()
-
     def _observe(self, namespace: str, gens: Generations) -> None:
         self._l1.observe_generation(namespace, gens.namespace)
         self._l1.observe_generation(GLOBAL_NAMESPACE, gens.global_)
-
-    def _pulse(self) -> None:
-        event, self._gen_event = self._gen_event, asyncio.Event()
-        event.set()
 
     # ------------------------------------------------------------ observers
 
     async def wait_for_generation(self, namespace: str, generation: int) -> None:
         """Return once this instance has heard of `generation` for `namespace` (bound it yourself)."""
-        while (self._l1.known_generation(namespace) or 0) < generation:
-            await self._gen_event.wait()
+        await self._signal.wait_for_generation(namespace, generation)
 
     async def wait_connected(self) -> None:
         """Return once subscribed and recovered: answers are no longer degraded (bound it yourself)."""
-        while not self._link.healthy:
-            await self._gen_event.wait()
+        await self._signal.wait_connected()
 
     async def wait_disconnected(self) -> None:
         """Return once this instance has noticed Redis is gone (bound it yourself)."""
-        while self._link.healthy:
-            await self._gen_event.wait()
+        await self._signal.wait_disconnected()
 
     @property
     def redis(self) -> Redis:
