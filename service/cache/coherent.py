@@ -15,8 +15,8 @@ Model (see ../shared/DESIGN.md, "Cache coherency model"):
   L2 hits are always compared with the current generations (same round trip as the GET).
 
 Faults: the rule is written down in the package docstring (`service/cache/__init__.py`); the
-link state and recovery live in `link.py`, the bounded pool in `client.py`, the miss path in
-`fill.py`.
+link state and recovery live in `link.py`, what the listener's events do in `listening.py`, the
+bounded pool in `client.py`, the miss path in `fill.py`, the counters in `stats.py`.
 
 Injected bugs (service/bugs.py, negative controls only), each switched at one place:
 `skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
