@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
+from actors.loop_health import LoopMonitor
 from actors.recorder import (
     CLIENT_ERROR,
     CLIENT_TIMEOUT,
@@ -32,6 +33,15 @@ from actors.recorder import (
 )
 from actors.workload import RequestSpec, Workload, open_loop_offsets
 from service.client import RpcError
+
+#: The swarm's clock skew (a clock fault; one swarm per process, so one value per process).
+_SKEW_NS = [0]
+
+
+def wall_ns() -> int:
+    """This process's wall clock as the swarm sees it (skewed by a clock fault)."""
+    return time.time_ns() + _SKEW_NS[0]
+
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +194,7 @@ class SimAgent:
         `intended_ns` (open loop) is the scheduled send time: latency is measured from it, and
         the row keeps the actual send time beside it.
         """
-        t_send = time.time_ns()
+        t_send = wall_ns()
         session = SessionInfo(self.agent_id)
         outcome: Outcome
         try:
@@ -235,7 +245,7 @@ class SimAgent:
             session=session,
             outcome=outcome,
             t_send_ns=t_send,
-            t_recv_ns=max(time.time_ns(), t_send, intended or 0),
+            t_recv_ns=max(wall_ns(), t_send, intended or 0),
             t_intended_ns=intended,
         )
 
@@ -262,6 +272,8 @@ class SwarmConfig:
     #: Each agent's rank among all agents of the run starting on its home instance (team
     #: membership); empty = the agent's index in this swarm.
     agent_slots: tuple[int, ...] = ()
+    #: A clock fault (cluster.nemesis): this swarm's wall clock runs this many ns off.
+    clock_skew_ns: int = 0
 
     def __post_init__(self) -> None:
         if len(self.agent_ids) != len(self.home_instances):
@@ -286,6 +298,12 @@ class PhaseReport:
     skipped: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    #: the swarm's own event-loop lag and CPU over the phase (`actors.loop_health`)
+    loop_lag_ms_p99: float | None = None
+    loop_lag_ms_max: float | None = None
+    cpu_percent: float | None = None
+    #: the load generator was the bottleneck: its timings measure itself, not only the service
+    saturated: bool = False
 
 
 class Swarm:
@@ -293,6 +311,7 @@ class Swarm:
 
     def __init__(self, config: SwarmConfig, connector: Connector | None = None) -> None:
         self.config = config
+        _SKEW_NS[0] = config.clock_skew_ns
         self.directory = Directory(config.endpoints)
         self.recorder = Recorder(config.run_id, config.scenario)
         self._connector = connector or default_connector
@@ -341,11 +360,20 @@ class Swarm:
         before_rows, before_sent = self.recorder.recorded, self.sent
         started = time.monotonic()
         deadline = started + workload.max_duration_s
-        if workload.open_loop:
-            report.skipped = await self._open_loop(phase, workload, rate_share, deadline)
-        else:
-            report.skipped = await self._closed_loop(phase, workload, deadline)
-        await self._drain(workload.request_timeout_s + DRAIN_GRACE_S)
+        monitor = LoopMonitor()
+        monitor.start()
+        try:
+            if workload.open_loop:
+                report.skipped = await self._open_loop(phase, workload, rate_share, deadline)
+            else:
+                report.skipped = await self._closed_loop(phase, workload, deadline)
+            await self._drain(workload.request_timeout_s + DRAIN_GRACE_S)
+        finally:
+            health = await monitor.stop()
+        report.loop_lag_ms_p99 = health.lag_ms_p99
+        report.loop_lag_ms_max = health.lag_ms_max
+        report.cpu_percent = health.cpu_percent
+        report.saturated = health.saturated
         report.elapsed_s = time.monotonic() - started
         report.sent = self.sent - before_sent
         report.recorded = self.recorder.recorded - before_rows
@@ -382,7 +410,7 @@ class Swarm:
         rngs = {
             a.agent_id: random.Random(f"{workload.seed}:{phase}:{a.agent_id}") for a in self.agents
         }
-        start_mono, start_wall = time.monotonic(), time.time_ns()
+        start_mono, start_wall = time.monotonic(), wall_ns()
         for k, offset in enumerate(offsets):
             due = start_mono + offset
             if due >= deadline:
@@ -429,7 +457,7 @@ class Swarm:
 
     def clock(self) -> int:
         """This swarm's wall clock (the driver measures its offset from it, `actors.clock`)."""
-        return time.time_ns()
+        return wall_ns()
 
     def drain(self) -> SwarmOutput:
         """Rows and histograms recorded since the last drain."""

@@ -1,4 +1,5 @@
-"""index.html: a self-contained dashboard (inline SVG and CSS; no scripts, fonts or CDNs)."""
+"""index.html: a self-contained dashboard (inline CSS; interactive Plotly charts whose plotly.js is
+embedded in the page — no fonts, CDNs or network; fault periods shaded on every time axis)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ from html import escape
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from analysis import metrics as m
+from analysis import plots
 from analysis import resources as res
-from analysis import svg
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
 from analysis.markdown import mark
@@ -75,71 +74,6 @@ def _kv_table(items: dict[str, Any]) -> str:
     return "<table>" + "".join(_row((k, fmt(v))) for k, v in items.items()) + "</table>"
 
 
-def history_plots(history: pa.Table, *, bucket_s: float = 1.0) -> list[str]:
-    """Latency CDF, throughput over time and cache hit rate over time."""
-    ok = m.successful(history)
-    cdf: svg.Series = {}
-    for op in sorted(pc.unique(ok.column("op")).to_pylist()) if ok.num_rows else []:
-        lat = ok.filter(pc.equal(ok.column("op"), op)).column("latency_ms").to_pylist()
-        cdf[f"{op} (n={len(lat)})"] = svg.cdf_points(lat)
-    start, _ = m.run_window_ns(history)
-    failed = history.filter(pc.equal(history.column("success"), False))
-    throughput = {"completed": m.rps_series(history, bucket_s=bucket_s)}
-    if failed.num_rows:
-        throughput["failed"] = m.rps_series(failed, bucket_s=bucket_s, start_ns=start)
-    hits = {"hit rate": m.hit_rate_series(history, bucket_s=bucket_s)}
-    return [
-        svg.line_chart(
-            cdf,
-            title="Latency CDF (successful requests)",
-            x_label="latency (ms)",
-            y_label="fraction ≤ x",
-            css_class="plot latency-cdf",
-        ),
-        svg.line_chart(
-            throughput,
-            title="Throughput over time",
-            x_label="time (s)",
-            y_label="requests/s",
-            css_class="plot throughput",
-        ),
-        svg.line_chart(
-            hits,
-            title="Cache hit rate over time",
-            x_label="time (s)",
-            y_label="hit rate",
-            css_class="plot hit-rate",
-        ),
-    ]
-
-
-def resource_plots(table: pa.Table) -> list[str]:
-    """One line chart per sampled resource column, a line per source."""
-    specs = (
-        ("cpu_percent", "CPU (% of machine)", 1.0),
-        ("rss_bytes", "RSS (MB)", float(res.MB)),
-        ("db_connections", "PostgreSQL connections", 1.0),
-        ("pool_wait_ms", "Pool wait (ms)", 1.0),
-        ("redis_used_memory", "Redis used memory (MB)", float(res.MB)),
-    )
-    out = []
-    for column, label, scale in specs:
-        series = {
-            src: [(t, v / scale) for t, v in pts] for src, pts in res.series(table, column).items()
-        }
-        if series:
-            out.append(
-                svg.line_chart(
-                    series,
-                    title=label,
-                    x_label="time (s)",
-                    y_label=label,
-                    css_class="plot resource",
-                )
-            )
-    return out
-
-
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} ms"
 
@@ -151,11 +85,11 @@ def _propagation_row(instance: str, stats: dict[str, Any]) -> str:
 
 
 def _coherency_section(report: CoherencyReport) -> str:
-    plot = svg.histogram_chart(
+    plot = plots.histogram_figure(
         all_delays_ms(report.propagation),
         title="Invalidation propagation delay",
         x_label="ms after ack",
-        css_class="plot propagation",
+        div_id="plot-propagation",
     )
     prop_rows = "".join(
         _propagation_row(inst, d.stats()) for inst, d in sorted(report.propagation.items())
@@ -195,6 +129,7 @@ def render_dashboard(
     duration_s: float,
     resources: pa.Table | None = None,
     coherency: CoherencyReport | None = None,
+    faults: list[dict[str, Any]] | None = None,
 ) -> str:
     """The complete HTML page."""
     t = tally(criteria)
@@ -210,18 +145,22 @@ def render_dashboard(
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{escape(scenario)} · {escape(run_id)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{_CSS}</style>{plots.script_tag()}</head><body>",
         f"<h1>{escape(scenario)}: {verdict}</h1><p>run <code>{escape(run_id)}</code></p>",
         f'<pre class="box">{escape(box)}</pre>',
         f"<h2>Criteria</h2>{_criteria_table(criteria)}",
-        f'<h2>Plots</h2><div class="plots">{"".join(history_plots(history))}</div>',
+        '<p><a href="timeline.html">timeline.html</a>: every request by instance and swarm, '
+        "faults and witnesses</p>",
+        f'<h2>Plots</h2><div class="plots">{"".join(plots.history_figures(history, faults))}</div>',
     ]
     if coherency is not None:
         parts.append(_coherency_section(coherency))
     if resources is not None and resources.num_rows:
-        plots = "".join(resource_plots(resources))
+        figures = "".join(
+            plots.resource_figures(resources, faults, plots.origin_ns(history) or None)
+        )
         summary = {k: v for k, v in res.resource_summary(resources).items() if k != "growth"}
-        parts.append(f'<h2>Resources</h2><div class="plots">{plots}</div>{_kv_table(summary)}')
+        parts.append(f'<h2>Resources</h2><div class="plots">{figures}</div>{_kv_table(summary)}')
     parts.append(f"<h2>Metrics</h2>{_kv_table(flat)}")
     if metrics.get("errors"):
         parts.append(f"<h2>Errors</h2>{_kv_table(metrics['errors'])}")

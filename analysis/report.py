@@ -27,9 +27,13 @@ from analysis.junit import junit_xml
 from analysis.markdown import summary_markdown
 from analysis.resources import RESOURCE_SCHEMA, resource_summary
 from analysis.schema import HISTORY_SCHEMA
+from analysis.timeline import render_timeline
+from analysis.witness import stale_rows, witness_markdown, witness_points, witnesses
 
 HISTORY_FILE = "history.parquet"
 RESOURCES_FILE = "resources.parquet"
+FAULTS_FILE = "faults.parquet"
+TIMELINE_FILE = "timeline.html"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ def write_report(
     metrics: dict[str, Any],
     resources: pa.Table | None = None,
     coherency: CoherencyReport | None = None,
+    faults: pa.Table | None = None,
     started_at: datetime,
     finished_at: datetime,
 ) -> ReportPaths:
@@ -130,6 +135,21 @@ def write_report(
         "coherency": None if coherency is None else coherency.to_dict(),
         "resources": res_summary,
     }
+    fault_list = faults.to_pylist() if faults is not None else None
+    if faults is not None:
+        _write_parquet(out_dir / FAULTS_FILE, faults)
+    found = witnesses(history, coherency, fault_list)
+    _write_text(
+        out_dir / TIMELINE_FILE,
+        render_timeline(
+            run_id=run_id,
+            scenario=scenario,
+            history=history,
+            faults=fault_list,
+            witnesses=witness_points(found),
+            stale_rows=stale_rows(coherency),
+        ),
+    )
     resources_path = None
     if resources is not None:
         resources_path = _write_parquet(out_dir / RESOURCES_FILE, resources)
@@ -160,7 +180,8 @@ def write_report(
                 duration_s=duration_s,
                 coherency=coherency,
                 resources=res_summary,
-            ),
+            )
+            + witness_markdown(found),
         ),
         index=_write_text(
             out_dir / "index.html",
@@ -173,6 +194,7 @@ def write_report(
                 duration_s=duration_s,
                 resources=resources,
                 coherency=coherency,
+                faults=fault_list,
             ),
         ),
     )

@@ -70,6 +70,8 @@ class RunConfig:
     state_dir: Path | None = None
     agents_per_swarm: int | None = None
     progress: bool = True
+    #: A fault schedule (`cluster.nemesis.Nemesis`): proxied server URLs, skewed swarm clocks.
+    nemesis: Any = None
     sample_resources: bool = True
     ready_timeout_s: float = 300.0
 
@@ -177,6 +179,8 @@ class ClusterRun:
         )
         base.update(self.preset.instance_env)
         base.update(self.config.instance_env)
+        if self.config.nemesis is not None:
+            base.update(self.config.nemesis.route(instance_id, base))
         return base
 
     def _start_instances(self) -> None:
@@ -218,6 +222,9 @@ class ClusterRun:
                 endpoints=self.endpoints(),
                 auth_secret=auth_secret,
                 agent_slots=spec.agent_slots,
+                clock_skew_ns=self.config.nemesis.clock_skew_ns(index)
+                if self.config.nemesis
+                else 0,
             )
             actor = AgentSwarm.options(
                 num_cpus=self.preset.swarm_cpus,

@@ -36,6 +36,8 @@ from analysis.report import all_criteria, write_report
 from analysis.resources import leak_criteria, resource_criteria
 from analysis.schema import concat
 from analysis.terminal import print_dashboard
+from cluster.nemesis.nemesis import Nemesis
+from cluster.nemesis.schedule import Schedule, load_schedule
 from cluster.run import ClusterRun, RunConfig, RunResult, child_processes, leaked_processes
 from cluster.topology import PRESETS, load_preset
 from experiments.support.bugs import add_bug_argument, bug_env, injected_bugs
@@ -79,6 +81,14 @@ class Experiment:
         rounds up to a whole number per swarm."""
         return None
 
+    #: True: the experiment starts the nemesis itself (`run.config.nemesis.start(run)`, e.g. at
+    #: its load phase); False: the schedule's clock starts when the run is up.
+    starts_nemesis: bool = False
+
+    def nemesis_schedule(self, args: argparse.Namespace) -> Schedule | None:
+        """The fault schedule of this run (`--nemesis`), or None."""
+        return load_schedule(args.nemesis) if args.nemesis else None
+
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         """Run the phases (and faults); return facts for `check` (e.g. fault times)."""
         raise NotImplementedError
@@ -115,6 +125,13 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
         "any other skipped critical criterion fails the run",
     )
     add_bug_argument(parser)
+    parser.add_argument(
+        "--nemesis",
+        default=None,
+        metavar="SCHEDULE|FILE.yaml",
+        help="fault schedule, e.g. 'pause:redis@10s+5s, partition:inst-1/redis@20s+3s' or a "
+        "configs/nemesis/*.yaml file (see README, 'Nemesis'); faults.parquet records each fault",
+    )
     experiment.add_arguments(parser)
     return parser
 
@@ -137,6 +154,7 @@ def run_experiment(
     if wanted is not None:
         swarms = load_preset(args.scale).swarms
         per_swarm = max(1, -(-wanted // swarms))
+    nemesis = _nemesis(experiment, args)
     config = RunConfig(
         scenario=experiment.scenario,
         preset=args.scale,
@@ -148,11 +166,24 @@ def run_experiment(
         state_dir=state_dir,
         progress=not args.quiet,
         agents_per_swarm=per_swarm,
+        nemesis=nemesis,
     )
-    with ClusterRun(config) as run:
-        facts = experiment.drive(run, args)
-        result = run.gather()
-        run_id = run.run_id
+    try:
+        with ClusterRun(config) as run:
+            if nemesis is not None and not experiment.starts_nemesis:
+                nemesis.start(run)
+            try:
+                facts = experiment.drive(run, args)
+            finally:
+                if nemesis is not None:
+                    nemesis.stop()  # heals whatever is still applied
+            result = run.gather()
+            run_id = run.run_id
+    finally:
+        if nemesis is not None:
+            nemesis.close()
+    if nemesis is not None:
+        facts["nemesis"] = nemesis.facts()
     driver_batches = facts.pop(DRIVER_BATCHES, [])
     if driver_batches:
         driver_rows = concat(driver_batches)
@@ -190,6 +221,7 @@ def run_experiment(
         metrics=metrics,
         resources=result.resources,
         coherency=outcome.coherency,
+        faults=nemesis.table() if nemesis is not None else None,
         started_at=started_at,
         finished_at=finished_at,
     )
@@ -202,6 +234,16 @@ def run_experiment(
     )
     print(f"reports: {out}")
     return (0 if checks.tally(judged).ok else 1), out
+
+
+def _nemesis(experiment: Experiment, args: argparse.Namespace) -> Nemesis | None:
+    """The run's nemesis, its schedule checked against the preset (bad input: `ValueError`)."""
+    schedule = experiment.nemesis_schedule(args)
+    if schedule is None:
+        return None
+    preset = load_preset(args.scale)
+    schedule.validate(preset.instances, preset.swarms)
+    return Nemesis(schedule, seed=args.seed)
 
 
 def run_load(

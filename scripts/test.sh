@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap_venv.sh
 # The MCP conformance suite (npm, with Node 22) for tests/service/transport/test_conformance.py.
 ./scripts/mcp_conformance.sh --install-only
+# Headless Chromium for the report screenshot test (tests/analysis/test_screenshot.py).
+./scripts/install_chromium.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

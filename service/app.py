@@ -18,12 +18,13 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from service import __version__
 from service.auth import admin_policy
 from service.config import Settings
 from service.context import Services
+from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.sessions import SessionRegistry
 from service.transport.mcp_http import MCP_PATH, mcp_http_app
 from service.transport.security import install_log_redaction
@@ -82,6 +83,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         body = await _health_body(services)
         body["admin"] = admin_policy(services.settings)
         return JSONResponse(body)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: requests, stage latencies, cache tiers, pool, breakers, encoder."""
+        registry = request.app.state.services.metrics
+        return Response(registry.render(), media_type=METRICS_CONTENT_TYPE)
 
     add_websocket_endpoint(app, WS_PATH)
     # A plain route, not a Mount: a Mount would redirect "/mcp" to "/mcp/".

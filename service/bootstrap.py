@@ -7,6 +7,7 @@ the state folder, e.g. after `tmws infra up`). Servers this process started, it 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Any
@@ -97,7 +98,7 @@ async def start_services(settings: Settings) -> Services:
             settings.state_dir.resolve() / "backups",
             vector_index=settings.database.vector_index,
         )
-        embedder = Embedder()
+        embedder = Embedder(settings.embedding)
         await embedder.warm_up()
         db = await Database.connect(settings.database, bugs=settings.bugs)
         cache = await CoherentCache.start(
@@ -117,6 +118,7 @@ async def start_services(settings: Settings) -> Services:
             llm=patterns.llm,
             owned_infra=owned,
         )
+        freeze_startup_objects()
     except BaseException:
         if owned is not None:
             await asyncio.to_thread(owned.stop)
@@ -131,6 +133,18 @@ async def start_services(settings: Settings) -> Services:
         "enabled" if settings.auth_enabled else "DISABLED: open server, local use only",
     )
     return services
+
+
+def freeze_startup_objects() -> None:
+    """Move everything loaded so far out of the garbage collector's reach.
+
+    The model, tokenizer, torch and the rest are ~470k tracked objects: every full collection
+    walked them all, stopping the event loop for 260-300 ms (measured here) and making the p99
+    of cached answers ~300 ms. Frozen, they are never scanned again (they live as long as the
+    process anyway); a full collection of what requests allocate takes about a millisecond.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def stop_services(services: Services) -> None:
@@ -175,6 +189,7 @@ async def health(services: Services) -> dict[str, Any]:
             "redis": cache_stats.get("breaker"),
         },
         "cache": cache_stats,
+        "embedding": services.embedder.stats(),
         "sessions": services.sessions.stats() if services.sessions is not None else {},
     }
 

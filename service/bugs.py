@@ -8,7 +8,7 @@ at the one place it belongs:
 |---|---|---|
 | `skip-publish` | cache bumps | bumps are not published and L1 hits skip the strict generation check |
 | `skip-generation-check` | cache reads | L1 and L2 hits are served without comparing generations |
-| `no-flush-on-reconnect` | cache recovery | after a Redis loss/pause: no L1 flush, no pending bumps |
+| `no-flush-on-reconnect` | cache recovery | after a Redis loss/pause: no L1 flush, no '*' fence, pending bumps dropped |
 | `late-invalidation:MS` | cache listener | invalidations from other instances apply MS ms late |
 | `shared-l2-across-namespaces` | cache keys | result keys ignore the namespace |
 | `ack-before-commit[:MS]` | store_memory | answers before its transaction commits (commit MS ms later) |

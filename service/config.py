@@ -26,6 +26,9 @@ DEFAULT_DB_CALL_TIMEOUT_S = 5.0
 DEFAULT_REDIS_POOL_MAX = 64
 DEFAULT_REDIS_POOL_TIMEOUT_S = 2.0
 DEFAULT_MAX_CONNECTIONS_PER_AGENT = 10
+DEFAULT_TORCH_THREADS = 1
+DEFAULT_EMBED_CACHE_SIZE = 4096
+DEFAULT_EMBED_MAX_BATCH = 64
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 DEFAULT_RATE_PER_S = 200.0
 DEFAULT_RATE_BURST = 400
@@ -137,6 +140,24 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class EmbeddingSettings:
+    #: Intra-op threads of the encoder (torch, process-wide); encodes run one at a time.
+    torch_threads: int = DEFAULT_TORCH_THREADS
+    #: Query embeddings kept (exact text, LRU); 0 = none.
+    cache_size: int = DEFAULT_EMBED_CACHE_SIZE
+    #: Texts in one coalesced encode.
+    max_batch: int = DEFAULT_EMBED_MAX_BATCH
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("TMWS_TORCH_THREADS", self.torch_threads),
+            ("TMWS_EMBED_MAX_BATCH", self.max_batch),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name}={value} must be >= 1")
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -149,10 +170,14 @@ class Settings:
     llm_url: str | None = None
     #: Load test-only patterns (slow_test_pattern, failing_test_pattern) and their tools.
     enable_test_patterns: bool = False
+    #: A cache hit's answer waits for its learning-record row's commit (off: the row is written
+    #: behind; a crash may lose the hits of the last group commit).
+    record_waits_on_hits: bool = False
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     #: Deliberate defects for negative controls (service/bugs.py); refused without test patterns.
     bugs: InjectedBugs = field(default_factory=InjectedBugs)
 
@@ -187,6 +212,7 @@ class Settings:
             patterns_path=Path(r.str("TMWS_PATTERNS_PATH", str(DEFAULT_PATTERNS_PATH))),
             llm_url=r.str("TMWS_LLM_URL", "") or None,
             enable_test_patterns=r.bool("TMWS_ENABLE_TEST_PATTERNS", False),
+            record_waits_on_hits=r.bool("TMWS_RECORD_WAITS_ON_HITS", False),
             database=DatabaseSettings(
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),
@@ -232,6 +258,11 @@ class Settings:
                 allowed_origins=r.list("TMWS_ALLOWED_ORIGINS"),
                 allowed_hosts=r.list("TMWS_ALLOWED_HOSTS"),
                 admin_agents=r.list("TMWS_ADMIN_AGENTS") if "TMWS_ADMIN_AGENTS" in env else None,
+            ),
+            embedding=EmbeddingSettings(
+                torch_threads=r.int("TMWS_TORCH_THREADS", DEFAULT_TORCH_THREADS),
+                cache_size=r.int("TMWS_EMBED_CACHE_SIZE", DEFAULT_EMBED_CACHE_SIZE),
+                max_batch=r.int("TMWS_EMBED_MAX_BATCH", DEFAULT_EMBED_MAX_BATCH),
             ),
             bugs=_bugs(r),
         )

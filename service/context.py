@@ -1,9 +1,10 @@
 """Who is calling and what the server is made of: `CallContext` and `Services`.
 
 Every layer below the transport takes a `CallContext`, so this module sits at the bottom with
-`errors` and `config`: at run time it imports nothing of ours but `config`. The concrete types of
-the parts live in higher layers (tools, patterns) and in `cache`/`store`; they are named here for
-the type checker only, so no arrow inside `service/` points up at run time.
+`errors` and `config`: at run time it imports nothing of ours but `config` and `metrics` (a leaf:
+each `Services` owns its Prometheus registry). The concrete types of the parts live in higher
+layers (tools, patterns) and in `cache`/`store`; they are named here for the type checker only, so
+no arrow inside `service/` points up at run time.
 
 `Services` is built once in the app's lifespan (`service.bootstrap.start_services`) and handed
 down; handlers read its typed fields, never look a part up by name.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service.config import Settings
+from service.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
     from service.cache.coherent import CoherentCache
@@ -47,6 +49,12 @@ class Services:
     #: embedded servers this process started and must stop (None when given URLs)
     owned_infra: EmbeddedInfra | None = None
     started_at: float = field(default_factory=time.time)
+    #: Prometheus figures of this instance (`/metrics`); built from the rest after init
+    metrics: ServiceMetrics = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(self.settings.instance_id)
+        self.metrics.watch(self)
 
     @property
     def instance_id(self) -> str:

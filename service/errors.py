@@ -117,6 +117,12 @@ class DatabaseUnavailable(DependencyUnavailable):
     reason = "database_unavailable"
 
 
+def lost_dependency(exc: TMWSError) -> bool:
+    """The error is a backing service's (unreachable, or past its own deadline: `data.dependency`),
+    not the caller's work: it must not count against a pattern."""
+    return isinstance(exc, DependencyUnavailable) or bool(exc.data.get("dependency"))
+
+
 class CacheUnavailable(DependencyUnavailable):
     reason = "cache_unavailable"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from service.errors import (
     ReplyTooLarge,
     TMWSError,
 )
+from service.metrics import OTHER_METHOD, ServiceMetrics
 from service.wire import encode_checked, is_valid_unicode, to_json_text
 from service.wire import parse as parse_json
 
@@ -127,7 +129,14 @@ def is_notification(msg: Any) -> bool:
 class Dispatcher:
     """Routes JSON-RPC messages to the handlers of a table, one call context per connection."""
 
-    def __init__(self, handlers: HandlerTable, limits: JsonRpcLimits | None = None) -> None:
+    def __init__(
+        self,
+        handlers: HandlerTable,
+        limits: JsonRpcLimits | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        #: where reply serialisation time goes (request counts come from each call's services)
+        self.metrics = metrics
         self.limits = limits or JsonRpcLimits()
         self._requests = handlers.requests
         self._notifications = handlers.notifications
@@ -198,6 +207,7 @@ class Dispatcher:
     ) -> tuple[str, dict[str, Any]]:
         """(wire text, reply actually sent): an unencodable or oversized reply becomes an error."""
         allowed = self.limits.max_reply_bytes if budget is None else budget
+        started = time.perf_counter()
         try:
             text, size = encode_checked(reply)
         except UnicodeEncodeError:
@@ -212,6 +222,8 @@ class Dispatcher:
                 ),
             )
             return to_json_text(replacement), replacement
+        if self.metrics is not None:
+            self.metrics.observe_stage("serialise", time.perf_counter() - started)
         if size <= allowed or "error" in reply:
             return text, reply
         too_large = self._too_large(request, reply.get("result"), size, allowed)
@@ -272,17 +284,28 @@ class Dispatcher:
             await self._notify(method, params, ctx)
             return None
         request_id: Id = msg["id"]
+        started = time.perf_counter()
+        code = 0
         try:
             return success_response(request_id, await self._call(method, params, ctx))
         except TMWSError as exc:
+            code = exc.code
             return error_response(request_id, exc)
         except Exception:  # the boundary: a bug becomes -32603, the traceback stays in the log
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error in %r (id=%r, error_id=%s)", method, request_id, error_id)
+            code = InternalError.code
             return error_response(
                 request_id,
                 InternalError(f"internal error (error_id {error_id})", {"error_id": error_id}),
             )
+        finally:
+            label = method if self.knows(method) else OTHER_METHOD
+            ctx.services.metrics.observe_request(label, time.perf_counter() - started, code)
+
+    def knows(self, method: str) -> bool:
+        """A method this server implements (metrics label only these: names are client-chosen)."""
+        return method in self._requests
 
     @staticmethod
     def _check(msg: Any) -> tuple[str, Any, bool]:

@@ -55,6 +55,11 @@ class BoundedPool(ConnectionPool):
         super().__init__(max_connections=max_connections, **kwargs)
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
+        # Connections handed out holding a slot. redis-py's own get_connection releases a
+        # connection it failed to connect (through our `release`) before raising: a slot must
+        # go back exactly once, or the semaphore grows past the pool and redis-py raises
+        # MaxConnectionsError, which the breaker takes for a dead Redis.
+        self._holding: set[int] = set()
         self.exhausted_total = 0
         self.waits_total = 0
 
@@ -74,16 +79,20 @@ class BoundedPool(ConnectionPool):
         else:
             await self._slots.acquire()  # free: returns without yielding
         try:
-            return await super().get_connection(*args, **options)
+            connection = await super().get_connection(*args, **options)
         except BaseException:
             self._slots.release()
             raise
+        self._holding.add(id(connection))
+        return connection
 
     async def release(self, connection: Any) -> None:
         try:
             await super().release(connection)
         finally:
-            self._slots.release()
+            if id(connection) in self._holding:
+                self._holding.discard(id(connection))
+                self._slots.release()
 
 
 def redis_client(

@@ -23,7 +23,7 @@ Writes (`check_writable` before touching the database, `announce` after the comm
 - eventual: always acknowledged; a failed bump is pending (`version_written: null`).
 
 Injected bug `no-flush-on-reconnect` (service/bugs.py): recovery only clears the suspect flag —
-no pending bumps, no fence, no L1 flush.
+the pending bumps are dropped (not retried), no fence, no L1 flush.
 """
 
 from __future__ import annotations
@@ -174,7 +174,11 @@ class RedisLink:
             return True
         after_loss = self.suspect
         if after_loss and self._bugs.no_flush_on_reconnect:
-            self.suspect = False  # injected bug: trust everything we had before the loss
+            # Injected bug: trust everything we had before the loss. The pending bumps are
+            # forgotten too: retried at the next tick, they would do the fence's work and
+            # hide the bug (writes acknowledged during the outage never invalidate anything).
+            self.pending.clear()
+            self.suspect = False
             self._on_change()
             return True
         started = time.monotonic()

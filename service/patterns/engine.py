@@ -8,6 +8,7 @@ those are what the client must see (integration test plan 6.1, 6.2).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -26,6 +27,7 @@ from service.errors import (
     ExecutionTimeout,
     PoolExhausted,
     TMWSError,
+    lost_dependency,
 )
 from service.llm import LLMBackend, build_llm
 from service.namespaces import resolve_namespace
@@ -35,6 +37,8 @@ from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRoute
 from service.patterns.stats import PatternStats
 from service.patterns.tokens import render_prompt
 from service.store.executions import writer_for
+from service.timings import add_stage, timed_request
+from service.timings import current as current_timer
 
 if TYPE_CHECKING:
     from service.cache.coherent import CoherentCache
@@ -88,6 +92,7 @@ class PatternEngine:
         db: Database | None = None,
         bugs: InjectedBugs = NO_BUGS,
         baseline_tokens: int | None = None,
+        record_waits_on_hits: bool = False,
     ) -> None:
         self.registry = registry
         self.router = router
@@ -98,6 +103,10 @@ class PatternEngine:
         self.db = db
         self._bugs = bugs
         self._baseline_tokens = baseline_tokens
+        #: a cache hit waits for its learning row's commit too (`TMWS_RECORD_WAITS_ON_HITS`)
+        self._record_waits_on_hits = record_waits_on_hits
+        #: learning-record writes of cache hits, not awaited by their answers (held until done)
+        self._behind: set[asyncio.Task[None]] = set()
 
     @property
     def baseline_tokens(self) -> int:
@@ -132,27 +141,36 @@ class PatternEngine:
         if namespace != ctx.namespace:
             # A team namespace: the pattern's tools (recall, store) act on it, not the caller's own.
             ctx = dataclasses.replace(ctx, namespace=namespace)
-        started = time.perf_counter()
-        decision = await self.router.route(query, execution_mode)
-        route_ms = (time.perf_counter() - started) * 1000.0  # routing alone, embedding included
-        pattern = (
-            None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
-        )
-        try:
-            if pattern is None:
-                outcome = await self._llm(query, route="llm")
-            else:
-                outcome = await self._pattern(ctx, pattern, decision, query, namespace, use_cache)
-        except TMWSError as exc:
-            elapsed = (time.perf_counter() - started) * 1000.0
-            await self._record(
-                ctx, pattern, decision, execution_mode, namespace, elapsed, error=exc
+        with timed_request() as timer:
+            started = time.perf_counter()
+            decision = await self.router.route(query, execution_mode)
+            route_ms = (time.perf_counter() - started) * 1000.0  # routing, embedding included
+            timer.add("route", route_ms)
+            pattern = (
+                None if decision.route == "llm" else self.registry.get(decision.pattern_name or "")
             )
-            raise
-        elapsed = (time.perf_counter() - started) * 1000.0
-        await self._record(
-            ctx, pattern, decision, execution_mode, namespace, elapsed, outcome=outcome
-        )
+            try:
+                if pattern is None:
+                    with timer.stage("llm"):
+                        outcome = await self._llm(query, route="llm")
+                else:
+                    outcome = await self._pattern(
+                        ctx, pattern, decision, query, namespace, use_cache
+                    )
+            except TMWSError as exc:
+                elapsed = (time.perf_counter() - started) * 1000.0
+                await self._record(
+                    ctx, pattern, decision, execution_mode, namespace, elapsed, error=exc
+                )
+                raise
+            elapsed = (time.perf_counter() - started) * 1000.0
+            with timer.stage("record"):
+                await self._record(
+                    ctx, pattern, decision, execution_mode, namespace, elapsed, outcome=outcome
+                )
+            timings = timer.rounded()
+            timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+        ctx.services.metrics.observe_pattern(timings, outcome.cache_tier)
         return {
             "success": outcome.success,
             "pattern_name": pattern.name if pattern else None,
@@ -179,6 +197,12 @@ class PatternEngine:
             "namespace": namespace,
             "error": outcome.error,
             "result": outcome.result,
+            # Server stage timings, ms (README "Where the time goes"): queue (WebSocket frame
+            # read -> engine start), route (embed included), embed (every encode wait: routing
+            # and recall), cache (lookups and fills, the executor excluded), execute (the
+            # pattern's tools), db (recall's pool wait + SQL, inside execute), llm, record (the
+            # learning record), total (the engine's own). Absent stages did not run.
+            "timings": timings,
         }
 
     async def _pattern(
@@ -236,8 +260,9 @@ class PatternEngine:
                     pattern, query, decision.groups, ctx, self.tools, bugs=self._bugs
                 )
             except TMWSError as exc:
+                add_stage("execute", (time.perf_counter() - started) * 1000.0)
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
-                if isinstance(exc, DependencyUnavailable | PoolExhausted):
+                if lost_dependency(exc) or isinstance(exc, PoolExhausted):
                     # A lost or saturated database says nothing about the pattern: counting it would
                     # demote every memory pattern during an outage, hide the -32002 behind LLM
                     # answers, and keep the pattern demoted after the dependency is back.
@@ -251,9 +276,9 @@ class PatternEngine:
                     fallback=not isinstance(exc, NO_FALLBACK),
                 )
                 raise
-            self.stats.record(
-                pattern.name, success=True, latency_ms=(time.perf_counter() - started) * 1000.0
-            )
+            executed_ms = (time.perf_counter() - started) * 1000.0
+            add_stage("execute", executed_ms)
+            self.stats.record(pattern.name, success=True, latency_ms=executed_ms)
             prompt = render_prompt(
                 pattern.template,
                 query=query,
@@ -286,7 +311,15 @@ class PatternEngine:
             "registry_version": self.registry.version,
         }
         scope = GLOBAL_NAMESPACE if pattern.cache_scope == "global" else namespace
-        res = await cache.get_or_compute(scope, key_parts, compute, ttl_s=pattern.cache_ttl_s)
+        timer = current_timer()
+        executed_before = timer.stages.get("execute", 0.0) if timer else 0.0
+        started = time.perf_counter()
+        try:
+            res = await cache.get_or_compute(scope, key_parts, compute, ttl_s=pattern.cache_ttl_s)
+        finally:
+            if timer is not None:
+                executed = timer.stages.get("execute", 0.0) - executed_before
+                timer.add("cache", (time.perf_counter() - started) * 1000.0 - executed)
         value = res.value
         if res.hit:
             self.stats.record_hit(pattern.name)
@@ -334,7 +367,8 @@ class PatternEngine:
         error: TMWSError | None = None,
     ) -> None:
         """Queue the learning-record row (write-behind: waits at most ~0.1 s for its commit, then
-        it is retried until PostgreSQL takes it); it never fails the request it describes."""
+        it is retried until PostgreSQL takes it; a cache hit does not wait unless
+        `TMWS_RECORD_WAITS_ON_HITS`); it never fails the request it describes."""
         db = self.db
         if db is None:
             return
@@ -342,25 +376,41 @@ class PatternEngine:
             success, err = (not outcome.fallback), outcome.error
         else:
             success, err = False, f"{error.reason}: {error.message}" if error else "unknown"
-        try:
-            await writer_for(db).record(
-                agent_id=ctx.agent_id,
-                instance_id=ctx.instance_id,
-                namespace=namespace,
-                pattern_name=pattern.name if pattern else "llm",
-                pattern_type=pattern.type if pattern else "llm",
-                route=outcome.route if outcome else decision.route,
-                execution_mode=mode,
-                success=success,
-                error=err,
-                latency_ms=latency_ms,
-                tokens_used=outcome.tokens_used if outcome else 0,
-                tokens_baseline=self.baseline_tokens,
-                cache_hit=outcome.cache_hit if outcome else False,
-                cache_tier=outcome.cache_tier if outcome else "none",
-            )
-        except TMWSError as exc:
-            log.warning("learning record not written: %s", exc)
+        recorded = writer_for(db).record(
+            agent_id=ctx.agent_id,
+            instance_id=ctx.instance_id,
+            namespace=namespace,
+            pattern_name=pattern.name if pattern else "llm",
+            pattern_type=pattern.type if pattern else "llm",
+            route=outcome.route if outcome else decision.route,
+            execution_mode=mode,
+            success=success,
+            error=err,
+            latency_ms=latency_ms,
+            tokens_used=outcome.tokens_used if outcome else 0,
+            tokens_baseline=self.baseline_tokens,
+            cache_hit=outcome.cache_hit if outcome else False,
+            cache_tier=outcome.cache_tier if outcome else "none",
+        )
+        hit = outcome is not None and outcome.cache_hit
+        if hit and not self._record_waits_on_hits:
+            # A cache hit does not wait for its row's commit: the row is queued now and written
+            # behind (bounded queue, retried). Risk: a crash loses the hits of the last group
+            # commit (milliseconds), and the row shows a few ms after the answer. Misses,
+            # fallbacks and failures still wait, so their rows are there when the answer is.
+            task = asyncio.ensure_future(_quietly(recorded))
+            self._behind.add(task)
+            task.add_done_callback(self._behind.discard)
+            return
+        await _quietly(recorded)
+
+
+async def _quietly(recorded: Awaitable[Any]) -> None:
+    """Await a learning-record write; losing the row must not fail (or escape) anything."""
+    try:
+        await recorded
+    except TMWSError as exc:
+        log.warning("learning record not written: %s", exc)
 
 
 def _token_fields(value: dict[str, Any]) -> dict[str, Any]:
@@ -406,4 +456,5 @@ async def build_pattern_engine(
         cache=cache,
         db=db,
         bugs=settings.bugs,
+        record_waits_on_hits=settings.record_waits_on_hits,
     )

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from service.bugs import NO_BUGS, InjectedBugs
 from service.context import CallContext
-from service.errors import DependencyUnavailable, ExecutionTimeout, TMWSError, ToolFailed
+from service.errors import ExecutionTimeout, TMWSError, ToolFailed, lost_dependency
 from service.patterns.registry import MemoryOp, Pattern, ToolCall
-from service.resilience.timeouts import run_on_past_timeout
+from service.resilience.timeouts import enclosing_deadline, run_on_past_timeout
 
 RECALL_TOOL = "recall_memory"
 STORE_TOOL = "store_memory"
@@ -89,20 +89,21 @@ async def run_pattern(
 ) -> dict[str, Any]:
     """Execute `pattern` within its timeout; a late one is cancelled and `ExecutionTimeout` raised."""
     budget = pattern.timeout_s if timeout_s is None else timeout_s
-    work = _dispatch(pattern, query, groups, ctx, tools)
-    if bugs.no_cancel_on_timeout:
-        work = run_on_past_timeout(work)  # injected bug: the timeout answers, the work runs on
-    try:
-        async with asyncio.timeout(budget) as deadline:
-            return await work
-    except TimeoutError as exc:
-        # Only our own deadline is a pattern timeout; a tool's internal TimeoutError is its bug.
-        if deadline.expired():
-            raise ExecutionTimeout(
-                f"pattern {pattern.name!r} exceeded its {budget:g}s timeout and was cancelled",
-                {"pattern": pattern.name, "timeout_s": budget},
-            ) from exc
-        raise
+    with enclosing_deadline(budget):  # database calls inside end before the pattern's timeout
+        work = _dispatch(pattern, query, groups, ctx, tools)
+        if bugs.no_cancel_on_timeout:
+            work = run_on_past_timeout(work)  # injected bug: the timeout answers, the work runs on
+        try:
+            async with asyncio.timeout(budget) as deadline:
+                return await work
+        except TimeoutError as exc:
+            # Only our own deadline is a pattern timeout; a tool's internal TimeoutError is its bug.
+            if deadline.expired():
+                raise ExecutionTimeout(
+                    f"pattern {pattern.name!r} exceeded its {budget:g}s timeout and was cancelled",
+                    {"pattern": pattern.name, "timeout_s": budget},
+                ) from exc
+            raise
 
 
 async def _dispatch(
@@ -205,8 +206,9 @@ async def service_metrics(
             "redis_state": stats.get("redis_state"),
             "degraded": stats.get("degraded"),
         }
-    # The embedder keeps its queue private; embedding.py is the perf work's to change.
-    out["embed_queue"] = len(services.embedder._pending)
+    embed = services.embedder.stats()
+    out["embed_queue"] = embed["queued"]
+    out["embed_cache_hit_rate"] = embed["cache"]["hit_rate"]
     return out
 
 
@@ -298,7 +300,7 @@ async def _hybrid(
             }
     failed = [n for n in names if not parts[n]["ok"]]
     if failures and (len(failures) == len(jobs) or pattern.require_all):
-        if all(isinstance(e, DependencyUnavailable) for e in failures):
+        if all(lost_dependency(e) for e in failures):
             raise failures[0]  # every part lost its backing service: say so, don't mask it
         raise ToolFailed(
             f"hybrid pattern {pattern.name!r}: parts failed: {', '.join(failed)}",

@@ -19,7 +19,6 @@ A pattern demoted by its statistics sends the query to the LLM.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,8 +43,6 @@ WIDEN_MIN = 0.25
 #: Triggers see at most this many characters: routine queries are short, and a cap bounds the
 #: polynomial cost of `.*` in triggers on a hostile 4000-character query.
 MAX_REGEX_INPUT = 400
-#: Query embeddings kept per router (exact text): agents repeat their routine queries.
-EMBED_CACHE_SIZE = 4096
 PATTERN_ROUTES: tuple[str, ...] = ("infrastructure", "memory", "hybrid")
 
 
@@ -110,7 +107,7 @@ class HybridRouter:
             else dict.fromkeys(model.classes, thorough_threshold)
         )
         self._index = index
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        #: queries this router asked the embedder for (its LRU answers repeats: see embedding.py)
         self.embed_calls = 0
 
     @classmethod
@@ -171,16 +168,10 @@ class HybridRouter:
         return self._model_decision(vector, named, index, mode, hits)
 
     async def _embed(self, query: str) -> np.ndarray:
-        cached = self._vectors.get(query)
-        if cached is not None:
-            self._vectors.move_to_end(query)
-            return cached
+        # No cache of its own: the embedder's LRU is shared with `recall_memory`, so a balanced
+        # memory request encodes its query once for routing and recall together.
         self.embed_calls += 1
-        vector = np.asarray(await self.embedder.embed(query), dtype=np.float32)
-        self._vectors[query] = vector
-        if len(self._vectors) > EMBED_CACHE_SIZE:
-            self._vectors.popitem(last=False)
-        return vector
+        return np.asarray(await self.embedder.embed(query), dtype=np.float32)
 
     def _model_decision(
         self,

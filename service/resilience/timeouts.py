@@ -7,8 +7,10 @@ caller's deadline answer while the work itself keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from typing import TypeVar
 
 from service.errors import ExecutionTimeout
@@ -17,6 +19,39 @@ T = TypeVar("T")
 
 #: The plan's ceiling for any single pattern execution.
 MAX_EXECUTION_S = 5.0
+
+#: How much earlier than the enclosing deadline a dependency call must give up, so that a lost
+#: dependency is reported as itself (naming the database) rather than as the caller's timeout.
+DEPENDENCY_MARGIN_S = 0.15
+#: The shortest wait a dependency call is given even when the enclosing budget is nearly spent.
+MIN_DEPENDENCY_WAIT_S = 0.05
+
+#: When the innermost enclosing budget ends (`time.monotonic()`), if any (e.g. a pattern's).
+_ENCLOSING_DEADLINE: ContextVar[float | None] = ContextVar("tmws_enclosing_deadline", default=None)
+
+
+@contextlib.contextmanager
+def enclosing_deadline(budget_s: float) -> Iterator[None]:
+    """Make `budget_s` from now the deadline that nested dependency calls fit inside."""
+    ends = time.monotonic() + budget_s
+    outer = _ENCLOSING_DEADLINE.get()
+    token = _ENCLOSING_DEADLINE.set(ends if outer is None else min(outer, ends))
+    try:
+        yield
+    finally:
+        _ENCLOSING_DEADLINE.reset(token)
+
+
+def dependency_wait(own_s: float) -> float:
+    """A dependency call's wait: its own timeout, cut to end `DEPENDENCY_MARGIN_S` before the
+    enclosing deadline. A database that stops answering in the middle of a pattern then fails
+    as the database (-32001/-32002 naming it, the breaker told), not as the pattern's timeout,
+    which would blame and demote the pattern for an outage."""
+    ends = _ENCLOSING_DEADLINE.get()
+    if ends is None:
+        return own_s
+    left = ends - time.monotonic() - DEPENDENCY_MARGIN_S
+    return min(own_s, max(MIN_DEPENDENCY_WAIT_S, left))
 
 
 async def run_with_timeout(work: Awaitable[T], timeout_s: float, *, what: str) -> T:

@@ -33,6 +33,7 @@ from service.bugs import InjectedBugs
 from service.config import ConfigError, DatabaseSettings
 from service.errors import DatabaseUnavailable, ExecutionTimeout, LimitExceeded, PoolExhausted
 from service.resilience.breaker import CircuitBreaker
+from service.resilience.timeouts import dependency_wait
 from service.store.liveness import Callback, Liveness
 
 T = TypeVar("T")
@@ -206,7 +207,7 @@ class Database:
     def _budget(self, deadline_s: float | None) -> float | None:
         if self._call_timeout_s is None:
             return None
-        return self._call_timeout_s if deadline_s is None else deadline_s
+        return dependency_wait(self._call_timeout_s if deadline_s is None else deadline_s)
 
     @asynccontextmanager
     async def _acquire_unguarded(
@@ -308,6 +309,16 @@ class Database:
             # Usually every connection is busy; a server too slow to accept a new one lands
             # here as well, and from the caller's view it is the same bound being hit.
             self._exhausted_total += 1
+            if self.liveness.in_doubt:
+                # The connections are held by calls stuck on a server that stopped answering
+                # (a deadline expired, no probe has answered since): that is the database's
+                # outage, not a busy pool, and the caller must hear so.
+                raise DatabaseUnavailable(
+                    f"database unavailable: no connection within {timeout}s while PostgreSQL "
+                    f"is not answering ({self._in_use}/{self._pool.get_max_size()} connections "
+                    "stuck past their deadline; liveness probe pending)",
+                    {"timeout_s": timeout, "dependency": "database"},
+                ) from exc
             raise PoolExhausted(
                 f"no database connection within {timeout}s: {self._in_use}/"
                 f"{self._pool.get_max_size()} connections in use, "

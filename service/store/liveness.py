@@ -63,6 +63,11 @@ class Liveness:
         self.suspect()
 
     @property
+    def in_doubt(self) -> bool:
+        """A deadline expired and no probe has answered since: the server may be frozen."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def pending_callbacks(self) -> int:
         return len(self._callbacks)
 

@@ -9,6 +9,7 @@ from pydantic import Field, StringConstraints
 from service.context import CallContext
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
+from service.timings import timed_stage
 from service.tools.arguments import check_json_size
 from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import (
@@ -128,14 +129,15 @@ async def recall_memory(ctx: CallContext, args: RecallMemoryArgs) -> dict[str, A
     namespace = resolve_namespace(ctx, args.namespace)
     version = await seen_version(ctx, namespace)
     embedding = await ctx.services.embedder.embed(args.query)
-    rows = await MemoryStore(database(ctx)).recall(
-        namespace,
-        embedding,
-        limit=args.limit,
-        min_similarity=args.min_similarity,
-        tags=args.tags,
-        include_shared=args.include_shared,
-    )
+    with timed_stage("db"):  # pool wait and the pgvector query, in the request's timings
+        rows = await MemoryStore(database(ctx)).recall(
+            namespace,
+            embedding,
+            limit=args.limit,
+            min_similarity=args.min_similarity,
+            tags=args.tags,
+            include_shared=args.include_shared,
+        )
     results = [
         {
             "memory_id": r["memory_id"],

@@ -34,7 +34,9 @@ from service.errors import (
 )
 from service.jsonrpc import Dispatcher, JsonRpcLimits, encode, error_response
 from service.mcp_methods import McpMethods
+from service.metrics import ServiceMetrics
 from service.sessions import Session, TokenBucket, check_agent_id
+from service.timings import mark_received
 from service.transport.security import check_request
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,12 @@ def server_info() -> dict[str, Any]:
     return {"name": "tmws", "version": __version__}
 
 
-def mcp_dispatcher(services: Services) -> Dispatcher:
-    """This server's JSON-RPC dispatcher: the MCP methods and every tool, under its limits."""
+def mcp_dispatcher(services: Services, *, metrics: ServiceMetrics | None = None) -> Dispatcher:
+    """This server's JSON-RPC dispatcher: the MCP methods and every tool, under its limits;
+    given `metrics`, it times reply serialisation there (the socket does)."""
     table = McpMethods(services.tools, server_info()).handler_table()
-    return Dispatcher(table, JsonRpcLimits.from_settings(services.settings.limits))
+    limits = JsonRpcLimits.from_settings(services.settings.limits)
+    return Dispatcher(table, limits, metrics=metrics)
 
 
 def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
@@ -101,7 +105,7 @@ class WsConnection:
         self.ws = websocket
         self.services = services
         self.limits = services.settings.limits
-        self.dispatcher = mcp_dispatcher(services)
+        self.dispatcher = mcp_dispatcher(services, metrics=services.metrics)
         self._send_lock = asyncio.Lock()
         #: Requests running at once; beyond it the reader stops reading (backpressure).
         self._in_flight = asyncio.Semaphore(self.limits.max_in_flight)
@@ -235,8 +239,12 @@ class WsConnection:
 
     async def _accept_frame(self, raw: str | bytes, ctx: CallContext) -> None:
         """Check limits, then hand the frame's requests to tasks (or answer the refusal)."""
+        mark_received()  # the requests' `queue` stage starts here (copied into their tasks)
         limit = self.limits.max_frame_bytes
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if isinstance(raw, bytes) or raw.isascii():
+            size = len(raw)  # ASCII: one byte a character, no need to encode the frame to count
+        else:
+            size = len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:
             exc = FrameTooLarge(
                 f"frame of {size} bytes exceeds the limit of {limit} bytes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
@@ -109,8 +110,11 @@ def test_report_round_trip(rows, tmp_path, capsys):
 
     html = paths.index.read_text()
     for plot in ("latency-cdf", "throughput", "hit-rate", "propagation", "resource"):
-        assert f'class="plot {plot}"' in html
-    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+        assert f'id="plot-{plot}' in html
+    # Offline: plotly.js is inline, nothing is fetched (no script src, no external links).
+    page = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)
+    assert "<script src" not in html and 'src="http' not in page and 'href="http' not in page
+    assert "timeline.html" in html and (paths.out_dir / "timeline.html").is_file()
     assert "TMWS Pattern Execution Integration" in html
 
     # Re-check from the parquet alone finds the same stale read and exits non-zero.

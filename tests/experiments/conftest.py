@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,29 @@ class CiRun:
 RunCi = Callable[..., CiRun]
 
 
+@pytest.fixture(scope="package")
+def shared_ray() -> Iterator[None]:
+    """One local Ray for every experiment test of this package: a run reuses it instead of
+    starting and stopping its own (~10 s a run on 2 cores); every run still starts and stops its
+    own actors and placement groups. Stopped after the package's last test, so later packages
+    (and tests/cluster, which starts its own clusters) never see it."""
+    import ray
+
+    from cluster.ray_connect import connect
+    from cluster.topology import load_preset
+
+    if ray.is_initialized():
+        yield
+        return
+    connection = connect(num_cpus=load_preset("ci").local_num_cpus)
+    try:
+        yield
+    finally:
+        connection.shutdown()
+
+
 @pytest.fixture
-def run_ci(tmp_path: Path) -> RunCi:
+def run_ci(tmp_path: Path, shared_ray: None) -> RunCi:
     """`run_ci(EXPERIMENT, infra, *extra_args)` → `CiRun` (prints the criteria for the log)."""
 
     def run(experiment: Experiment, infra: Any, *extra: str, out: Path | None = None) -> CiRun:

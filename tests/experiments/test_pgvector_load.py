@@ -18,6 +18,7 @@ def _criteria(out: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_pgvector_load_ci(infra: Any, tmp_path: Path) -> None:
     code, out = run_experiment(
         EXPERIMENT, ["--scale", "ci", "--out", str(tmp_path), "--quiet"], infra=infra

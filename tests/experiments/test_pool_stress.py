@@ -13,6 +13,7 @@ from experiments.runner import run_experiment
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_pool_stress_ci(infra: Any, tmp_path: Path) -> None:
     code, out = run_experiment(
         EXPERIMENT, ["--scale", "ci", "--out", str(tmp_path), "--quiet"], infra=infra

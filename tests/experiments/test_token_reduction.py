@@ -22,6 +22,7 @@ TARGET_CRITERIA = tuple(f"tokens_{kind}" for kind in TOKEN_TARGETS)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_token_reduction_ci(infra: Any, tmp_path: Path) -> None:
     code, out = run_experiment(
         EXPERIMENT, ["--scale", "ci", "--out", str(tmp_path), "--quiet"], infra=infra

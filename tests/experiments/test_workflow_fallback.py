@@ -13,6 +13,7 @@ from experiments.workflow_fallback import EXPERIMENT
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_workflow_fallback_ci(infra: Any, tmp_path: Path) -> None:
     code, out = run_experiment(
         EXPERIMENT, ["--scale", "ci", "--out", str(tmp_path), "--quiet"], infra=infra

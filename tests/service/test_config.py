@@ -42,11 +42,26 @@ def test_values_are_read_and_typed() -> None:
         ({"TMWS_POOL_MIN": "40"}, "TMWS_POOL_MIN"),
         ({"TMWS_RATE_PER_S": "-1"}, "TMWS_RATE_PER_S"),
         ({"TMWS_CACHE_SKIP_INVALIDATION_PUBLISH": "maybe"}, "TMWS_CACHE_SKIP_INVALIDATION_PUBLISH"),
+        ({"TMWS_TORCH_THREADS": "0"}, "TMWS_TORCH_THREADS"),
+        ({"TMWS_TORCH_THREADS": "two"}, "TMWS_TORCH_THREADS"),
+        ({"TMWS_EMBED_MAX_BATCH": "0"}, "TMWS_EMBED_MAX_BATCH"),
+        ({"TMWS_EMBED_CACHE_SIZE": "-5"}, "TMWS_EMBED_CACHE_SIZE"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+def test_embedding_settings_are_read_from_the_environment() -> None:
+    default = Settings.from_env({}).embedding
+    assert (default.torch_threads, default.cache_size, default.max_batch) == (1, 4096, 64)
+    settings = Settings.from_env(
+        {"TMWS_TORCH_THREADS": "2", "TMWS_EMBED_CACHE_SIZE": "0", "TMWS_EMBED_MAX_BATCH": "8"}
+    ).embedding
+    assert (settings.torch_threads, settings.cache_size, settings.max_batch) == (2, 0, 8)
+    assert not Settings.from_env({}).record_waits_on_hits
+    assert Settings.from_env({"TMWS_RECORD_WAITS_ON_HITS": "true"}).record_waits_on_hits
 
 
 def test_short_auth_secret_is_refused() -> None:

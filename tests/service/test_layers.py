@@ -29,6 +29,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "service.auth",
             "service.namespaces",
             "service.embedding",
+            "service.embed_cache",
+            # stage timings and the Prometheus figures: leaves every layer reports into
+            "service.timings",
+            "service.metrics",
             "service.llm",
             "service.resilience",
             # sessions and rate buckets: a leaf (errors only) that the transports drive

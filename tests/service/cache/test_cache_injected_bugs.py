@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -94,5 +96,35 @@ async def test_no_flush_on_reconnect_keeps_l1_from_before_the_outage(
     got = await cache.get_or_compute(namespace, PARTS, source.compute, TTL)
     if bugged:
         assert (got.tier, got.value) == ("l1", {"data_version": source.version - 1})
+    else:
+        assert (got.tier, got.value) == ("none", {"data_version": source.version})
+
+
+@pytest.mark.parametrize("bugged", [True, False])
+async def test_no_flush_on_reconnect_forgets_writes_acknowledged_during_the_outage(
+    make_cache: Any, own_redis: RedisServer, namespace: str, source: Source, bugged: bool
+) -> None:
+    """Eventual mode acknowledges a write while Redis is away and keeps its bump pending; the
+    bugged recovery drops the pending bump (and skips the fence), so an instance that starts
+    afterwards is served the pre-write L2 entry."""
+    a = await make_cache(
+        "eventual", url=own_redis.url, bugs=InjectedBugs(no_flush_on_reconnect=bugged)
+    )
+    await a.get_or_compute(namespace, PARTS, source.compute, TTL)
+    old = source.version
+    # Paused, not stopped: a restarted Redis (no persistence) would have lost L2 anyway.
+    frozen = own_redis.pause()
+    async with asyncio.timeout(15):
+        await a.wait_disconnected()
+    source.version += 1
+    assert await a.announce_write([namespace], "write during the outage") is None  # pending
+    for pid in frozen:
+        os.kill(pid, signal.SIGCONT)
+    async with asyncio.timeout(15):
+        await a.wait_connected()
+    fresh = await make_cache("eventual", url=own_redis.url)
+    got = await fresh.get_or_compute(namespace, PARTS, source.compute, TTL)
+    if bugged:
+        assert (got.tier, got.value) == ("l2", {"data_version": old})
     else:
         assert (got.tier, got.value) == ("none", {"data_version": source.version})

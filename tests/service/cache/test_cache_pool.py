@@ -4,11 +4,12 @@ out is -32003 `redis_pool_exhausted` that never opens the breaker."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 
-from service.cache.client import RedisPoolExhausted
+from service.cache.client import REDIS_FAILURES, BoundedPool, RedisPoolExhausted
 from service.cache.coherent import CoherentCache
 from service.cache.keys import key_parts
 from service.config import CacheSettings
@@ -48,3 +49,31 @@ async def test_exhausted_pool_is_its_own_error_and_never_opens_the_breaker(
         assert not cache.degraded
     finally:
         await cache.close()
+
+
+async def test_failed_connects_give_their_slot_back_once(redis_url: str) -> None:
+    """redis-py releases a connection it could not connect before raising; the slot must go
+    back once, or the pool hands out more than its size and redis-py's MaxConnectionsError
+    (a ConnectionError: "Redis is dead" to the breaker) follows under load."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    pool = BoundedPool.from_url(
+        f"redis://127.0.0.1:{dead_port}", max_connections=2, timeout=0.2, protocol=2
+    )
+    try:
+        for _ in range(5):
+            with pytest.raises(REDIS_FAILURES):
+                await pool.get_connection()
+        # The same pool, now pointed at the real server: two connections, then a bounded wait.
+        pool.connection_kwargs["port"] = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        pool.reset()  # forget the dead connections (our slots are untouched)
+        held = [await pool.get_connection() for _ in range(2)]
+        with pytest.raises(RedisPoolExhausted):
+            await pool.get_connection()
+        for connection in held:
+            await pool.release(connection)
+        again = await pool.get_connection()
+        await pool.release(again)
+    finally:
+        await pool.aclose()

@@ -117,10 +117,14 @@ async def test_fast_mode_never_embeds_and_only_routes_infrastructure(
     # An exact form in balanced mode is decided without embedding.
     assert (await router.route("system status", "balanced")).matched_by == "regex"
     assert counting.queries == []
-    # Balanced mode on a query no trigger matches does embed, once per distinct text.
-    await router.route("are my background jobs finished yet", "balanced")
-    await router.route("are my background jobs finished yet", "balanced")
-    assert counting.queries == ["are my background jobs finished yet"]
+    # Balanced mode on a query no trigger matches does embed; the embedder's LRU (shared with
+    # recall_memory) encodes a repeated text once.
+    text = f"are my background jobs finished yet, {len(eval_rows)} of them"
+    encoded = embedder.encoded_texts
+    await router.route(text, "balanced")
+    await router.route(text, "balanced")
+    assert counting.queries == [text, text]
+    assert embedder.encoded_texts - encoded == 1
 
 
 async def test_regex_captures_groups(router: HybridRouter) -> None:
