@@ -9,8 +9,8 @@ from pathlib import Path
 from service.context import CallContext, Services
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
-#: Reads of the environment outside `config.py`. embedding.py sets the model's offline switches
-#: and reads TMWS_TORCH_THREADS; it belongs to the performance work and moves there.
+#: Reads of the environment outside `config.py`. embedding.py only sets the model's offline
+#: switches (setdefault) before loading it; its thread count comes from `EmbeddingSettings`.
 ENVIRONMENT_READERS = {"config.py", "embedding.py"}
 
 
