@@ -14,13 +14,16 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 import ray
 
 from service.config import Settings
+
+if TYPE_CHECKING:
+    from service.context import Services
 
 DEFAULT_MAX_RESTARTS = 3
 WS_PATH = "/ws/mcp"
@@ -120,9 +123,11 @@ class ServiceHost:
             }
 
     def _pool_stats(self) -> dict[str, Any]:
-        services = getattr(getattr(self._app, "state", None), "services", None)
-        db = getattr(services, "db", None)
-        return db.pool_stats() if db is not None else {}
+        try:
+            services: Services = self._app.state.services
+        except AttributeError:  # not started yet, or its lifespan has not built the services
+            return {}
+        return services.db.pool_stats() if services.db is not None else {}
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful: uvicorn closes connections and the lifespan closes pools and caches."""

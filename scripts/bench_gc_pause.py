@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from service.bootstrap import freeze_startup_objects  # noqa: E402
+from service.bootstrap import build_tool_registry, freeze_startup_objects  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.embedding import Embedder  # noqa: E402
 from service.patterns.engine import build_pattern_engine  # noqa: E402
@@ -40,7 +40,8 @@ def full_gc_ms(rounds: int) -> float:
 async def main_async() -> None:
     embedder = Embedder()
     await embedder.warm_up()
-    engine = await build_pattern_engine(Settings(), embedder)
+    settings = Settings()
+    engine = await build_pattern_engine(settings, embedder, tools=build_tool_registry(settings))
     tracked = len(gc.get_objects())
     before = full_gc_ms(3)
     freeze_startup_objects()

@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response
 from service import __version__
 from service.auth import admin_policy
 from service.config import Settings
+from service.context import Services
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from service.services import Services
 from service.sessions import SessionRegistry
 from service.transport.mcp_http import MCP_PATH, mcp_http_app
 from service.transport.security import install_log_redaction
@@ -188,8 +188,10 @@ async def start_in_background(
 ) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     """Run `app` under uvicorn as a task; return (server, task, bound port) once it is serving."""
     if settings is None:
-        svc = getattr(app.state, "services", None)
-        settings = svc.settings if svc is not None else Settings()
+        try:
+            settings = app.state.services.settings
+        except AttributeError:  # services not built yet: they come from the lifespan
+            settings = Settings()
     config = uvicorn_config(app, settings, host, port, log_level=log_level)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]

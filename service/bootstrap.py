@@ -14,8 +14,8 @@ from typing import Any
 
 from service import __version__
 from service.config import Settings
+from service.context import Services
 from service.embedding import Embedder
-from service.services import Services
 from service.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -104,17 +104,20 @@ async def start_services(settings: Settings) -> Services:
         cache = await CoherentCache.start(
             redis_url, settings.cache, settings.instance_id, bugs=settings.bugs
         )
+        tools = build_tool_registry(settings)
+        # Built with what it reaches below it: the tools its patterns run, cache and store.
+        patterns = await build_pattern_engine(settings, embedder, tools=tools, cache=cache, db=db)
         services = Services(
             settings=settings,
-            tools=build_tool_registry(settings),
+            tools=tools,
             embedder=embedder,
             db=db,
             cache=cache,
             sessions=SessionRegistry.from_limits(settings.limits),
+            patterns=patterns,
+            llm=patterns.llm,
+            owned_infra=owned,
         )
-        services.patterns = await build_pattern_engine(settings, embedder)
-        services.llm = services.patterns.llm
-        services.owned_infra = owned
         freeze_startup_objects()
     except BaseException:
         if owned is not None:

@@ -21,7 +21,6 @@ at the one place it belongs:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 DEFAULT_ACK_DELAY_MS = 300
 DEFAULT_LEAK_EVERY = 5
@@ -113,8 +112,3 @@ def _argument(name: str, kind: str, raw: str) -> bool | int:
 
 
 NO_BUGS = InjectedBugs()
-
-
-def bugs_of(services: Any) -> InjectedBugs:
-    """The injected bugs of a running server's `Services` (none when it has no settings)."""
-    return getattr(getattr(services, "settings", None), "bugs", None) or NO_BUGS

@@ -4,8 +4,8 @@ This is the one place exceptions become JSON-RPC error objects. Transports hand 
 already-parsed objects) and send back whatever it returns; `None` means "send nothing"
 (notifications, or a batch made only of notifications).
 
-Methods: the MCP ones (`service.mcp_methods`) plus every registered tool under its own name,
-whose params are the tool's arguments and whose result is the tool's dict.
+It knows no MCP and no tools: it routes by a `HandlerTable` it is given (the server's is built by
+`service.mcp_methods.McpMethods`: the MCP methods plus every tool under its own name).
 
 Limits (`JsonRpcLimits`): nesting depth (-32700), batch length (-32600) and reply size (-32003
 `reply_too_large`, with paging hints). Every reply is encodable: a reply that is not (a lone
@@ -18,10 +18,12 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from service import config
+from service.context import CallContext
 from service.errors import (
     BatchTooLong,
     InternalError,
@@ -31,9 +33,7 @@ from service.errors import (
     ReplyTooLarge,
     TMWSError,
 )
-from service.mcp_methods import McpMethods, Method
-from service.metrics import OTHER_METHOD, ServiceMetrics, metrics_of
-from service.tools.registry import CallContext, ToolRegistry
+from service.metrics import OTHER_METHOD, ServiceMetrics
 from service.wire import encode_checked, is_valid_unicode, to_json_text
 from service.wire import parse as parse_json
 
@@ -44,6 +44,35 @@ Id = str | int | None
 Reply = dict[str, Any] | list[dict[str, Any]]
 #: Fraction of the proportional page size to suggest, so the next reply fits with room to spare.
 _PAGE_SAFETY = 0.8
+
+
+#: A method: takes the request's params and the caller's context, returns a JSON-able result or
+#: raises a `TMWSError`.
+Handler = Callable[[Any, CallContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How the request behind an oversized reply pages: which method to call again, how many
+    items the reply held, and whether the method also takes an `offset`."""
+
+    method: str
+    returned: int
+    offset: bool
+
+
+def _no_paging(request: Any, result: Any) -> Paging | None:
+    return None
+
+
+@dataclass(frozen=True)
+class HandlerTable:
+    """What a dispatcher routes to: request and notification handlers by method name, and how a
+    request pages (for the `reply_too_large` hint)."""
+
+    requests: Mapping[str, Handler]
+    notifications: Mapping[str, Handler] = field(default_factory=dict)
+    paging: Callable[[Any, Any], Paging | None] = _no_paging
 
 
 @dataclass(frozen=True)
@@ -98,22 +127,20 @@ def is_notification(msg: Any) -> bool:
 
 
 class Dispatcher:
-    """Routes JSON-RPC messages to MCP methods and tools, one call context per connection."""
+    """Routes JSON-RPC messages to the handlers of a table, one call context per connection."""
 
     def __init__(
         self,
-        tools: ToolRegistry,
-        server_info: dict[str, Any],
+        handlers: HandlerTable,
         limits: JsonRpcLimits | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
-        mcp = McpMethods(tools, server_info)
         #: where reply serialisation time goes (request counts come from each call's services)
         self.metrics = metrics
-        self._tools = tools
         self.limits = limits or JsonRpcLimits()
-        self._requests: dict[str, Method] = mcp.requests()
-        self._notifications: dict[str, Method] = mcp.notifications()
+        self._requests = handlers.requests
+        self._notifications = handlers.notifications
+        self._paging = handlers.paging
 
     def parse(self, raw: str | bytes) -> Any:
         """Decode one frame under this dispatcher's depth limit (ParseError otherwise)."""
@@ -223,8 +250,7 @@ class Dispatcher:
             hint = "the batch's replies together exceed the limit: send fewer requests per batch"
         else:
             hint = "ask for less"
-        tool, arguments = _tool_and_arguments(request)
-        page = self._page_hint(tool, arguments, _item_count(result), size, allowed)
+        page = self._page_hint(self._paging(request, result), size, allowed)
         if page:
             data.update(page)
             hint = page["hint"]
@@ -233,31 +259,17 @@ class Dispatcher:
             f"reply of {size} bytes exceeds the {allowed}-byte limit: {hint}", data
         )
 
-    def _page_hint(
-        self,
-        tool: str | None,
-        arguments: dict[str, Any],
-        items: int | None,
-        size: int,
-        allowed: int,
-    ) -> dict[str, Any] | None:
-        """For list tools (a `limit` argument): a limit whose reply should fit."""
-        if tool is None or tool not in self._tools:
+    @staticmethod
+    def _page_hint(page: Paging | None, size: int, allowed: int) -> dict[str, Any] | None:
+        """For methods that page (a `limit` argument): a limit whose reply should fit."""
+        if page is None:
             return None
-        fields = self._tools.get(tool).args_model.model_fields
-        if "limit" not in fields:
-            return None
-        current = arguments.get("limit", fields["limit"].default)
-        if not isinstance(current, int) or current < 1:
-            return None
-        # Scale what actually came back (fewer rows than the limit may exist), not the limit.
-        returned = min(current, items) if items else current
-        suggested = max(1, int(returned * allowed / size * _PAGE_SAFETY))
-        paging = " and page with offset" if "offset" in fields else ""
+        suggested = max(1, int(page.returned * allowed / size * _PAGE_SAFETY))
+        paging = " and page with offset" if page.offset else ""
         return {
-            "tool": tool,
+            "tool": page.method,
             "suggested_limit": suggested,
-            "hint": f"call {tool} with limit={suggested}{paging}",
+            "hint": f"call {page.method} with limit={suggested}{paging}",
         }
 
     # ---------------------------------------------------------------- one message
@@ -288,14 +300,12 @@ class Dispatcher:
                 InternalError(f"internal error (error_id {error_id})", {"error_id": error_id}),
             )
         finally:
-            metrics = metrics_of(getattr(ctx, "services", None))
-            if metrics is not None:
-                label = method if self.knows(method) else OTHER_METHOD
-                metrics.observe_request(label, time.perf_counter() - started, code)
+            label = method if self.knows(method) else OTHER_METHOD
+            ctx.services.metrics.observe_request(label, time.perf_counter() - started, code)
 
     def knows(self, method: str) -> bool:
         """A method this server implements (metrics label only these: names are client-chosen)."""
-        return method in self._requests or method in self._tools
+        return method in self._requests
 
     @staticmethod
     def _check(msg: Any) -> tuple[str, Any, bool]:
@@ -322,8 +332,6 @@ class Dispatcher:
         handler = self._requests.get(method)
         if handler is not None:
             return await handler(params, ctx)
-        if method in self._tools:
-            return await self._tools.call(method, params, ctx)
         raise MethodNotFound(f"method not found: {method!r}", {"method": method})
 
     async def _notify(self, method: str, params: Any, ctx: CallContext) -> None:
@@ -332,35 +340,9 @@ class Dispatcher:
             handler = self._notifications.get(method)
             if handler is not None:
                 await handler(params, ctx)
-            elif method in self._tools:
-                await self._tools.call(method, params, ctx)
             else:
                 log.debug("ignoring unknown notification %r", method)
         except TMWSError as exc:
             log.info("notification %r failed: %s", method, exc.message)
         except Exception:  # boundary, as in handle_one
             log.exception("internal error in notification %r", method)
-
-
-def _item_count(result: Any) -> int | None:
-    """The `count` a list tool's result reports (directly or inside a tools/call result)."""
-    if isinstance(result, dict) and isinstance(result.get("structuredContent"), dict):
-        result = result["structuredContent"]
-    count = result.get("count") if isinstance(result, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
-
-
-def _tool_and_arguments(request: Any) -> tuple[str | None, dict[str, Any]]:
-    """Which tool a request ran (directly or via tools/call) and with which arguments."""
-    if not isinstance(request, dict):
-        return None, {}
-    method, params = request.get("method"), request.get("params")
-    if not isinstance(params, dict):
-        params = {}
-    if method == "tools/call":
-        arguments = params.get("arguments")
-        name = params.get("name")
-        return (name if isinstance(name, str) else None), (
-            arguments if isinstance(arguments, dict) else {}
-        )
-    return (method if isinstance(method, str) else None), params

@@ -1,7 +1,8 @@
 """The MCP methods served over the WebSocket JSON-RPC endpoint: handshake, ping and tools.
 
 Each method takes `(params, ctx)` and returns a JSON-able result or raises a `TMWSError`;
-`service.jsonrpc.Dispatcher` turns raised errors into JSON-RPC error objects. The one
+`McpMethods.handler_table` hands them, and every tool under its own name, to the MCP-agnostic
+`service.jsonrpc.Dispatcher`, which turns raised errors into JSON-RPC error objects. The one
 exception is `tools/call`, where MCP wants a tool's own failure, and since 2025-11-25 (SEP-1303)
 also a failed validation of its arguments, reported as a result with `isError: true` so the
 caller (often a model) can read it and correct itself. An unknown tool stays -32602.
@@ -9,11 +10,13 @@ caller (often a model) can read it and correct itself. An unknown tool stays -32
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
+from service.context import CallContext
 from service.errors import InvalidParams, TMWSError
-from service.tools.registry import CallContext, ToolRegistry
+from service.jsonrpc import Handler, HandlerTable, Paging
+from service.tools.registry import ToolRegistry
 from service.wire import to_json_text
 
 #: Handshake-era MCP versions this server speaks, newest first.
@@ -25,7 +28,7 @@ SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = (
 )
 LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0]
 
-Method = Callable[[Any, CallContext], Awaitable[Any]]
+Method = Handler
 
 
 def negotiate_version(requested: object) -> str:
@@ -70,6 +73,34 @@ class McpMethods:
     def __init__(self, tools: ToolRegistry, server_info: dict[str, Any]) -> None:
         self._tools = tools
         self._server_info = server_info
+
+    def handler_table(self) -> HandlerTable:
+        """The dispatcher's table: MCP methods, then every tool callable under its own name
+        (an MCP method wins over a tool of the same name)."""
+        tools: dict[str, Method] = {
+            name: partial(self._tools.call, name) for name in self._tools.names()
+        }
+        return HandlerTable(
+            requests={**tools, **self.requests()},
+            notifications={**tools, **self.notifications()},
+            paging=self.paging,
+        )
+
+    def paging(self, request: Any, result: Any) -> Paging | None:
+        """How the tool behind `request` (called directly or via tools/call) pages, if it takes a
+        positive `limit`; `returned` is what came back, as fewer rows than the limit may exist."""
+        tool, arguments = _tool_and_arguments(request)
+        if tool is None or tool not in self._tools:
+            return None
+        fields = self._tools.get(tool).args_model.model_fields
+        if "limit" not in fields:
+            return None
+        current = arguments.get("limit", fields["limit"].default)
+        if not isinstance(current, int) or current < 1:
+            return None
+        items = _item_count(result)
+        returned = min(current, items) if items else current
+        return Paging(tool, returned, "offset" in fields)
 
     def requests(self) -> dict[str, Method]:
         """Request methods by name."""
@@ -125,3 +156,27 @@ class McpMethods:
         except TMWSError as exc:
             return tool_error_result(exc)
         return tool_result(result)
+
+
+def _item_count(result: Any) -> int | None:
+    """The `count` a list tool's result reports (directly or inside a tools/call result)."""
+    if isinstance(result, dict) and isinstance(result.get("structuredContent"), dict):
+        result = result["structuredContent"]
+    count = result.get("count") if isinstance(result, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _tool_and_arguments(request: Any) -> tuple[str | None, dict[str, Any]]:
+    """Which tool a request ran (directly or via tools/call) and with which arguments."""
+    if not isinstance(request, dict):
+        return None, {}
+    method, params = request.get("method"), request.get("params")
+    if not isinstance(params, dict):
+        params = {}
+    if method == "tools/call":
+        arguments = params.get("arguments")
+        name = params.get("name")
+        return (name if isinstance(name, str) else None), (
+            arguments if isinstance(arguments, dict) else {}
+        )
+    return (method if isinstance(method, str) else None), params

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # `Services` owns a `ServiceMetrics`: the arrow points this way at run time
+    from service.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class ServiceMetrics:
         self._live: _LiveState | None = None
         self._children: dict[tuple[Any, ...], Any] = {}
 
-    def watch(self, services: Any) -> None:
+    def watch(self, services: Services) -> None:
         """Report `services`' pool, breakers, cache, encoder and sessions at each scrape."""
         if self._live is None:
             self._live = _LiveState(services)
@@ -112,7 +115,7 @@ class ServiceMetrics:
 class _LiveState(Collector):
     """Gauges read from the running objects when Prometheus scrapes (nothing kept in between)."""
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self._services = services
 
     def collect(self) -> Iterator[Any]:
@@ -142,11 +145,10 @@ def _counters(
             yield CounterMetricFamily(f"{prefix}_{key}", f"{doc}: {key}", value=float(value))
 
 
-def _pool(services: Any) -> Iterator[Any]:
-    db = getattr(services, "db", None)
-    if db is None or not hasattr(db, "pool_stats"):
+def _pool(services: Services) -> Iterator[Any]:
+    if services.db is None:
         return
-    stats = db.pool_stats()
+    stats = services.db.pool_stats()
     yield from _gauges(
         "tmws_db_pool",
         "PostgreSQL pool",
@@ -161,21 +163,19 @@ def _pool(services: Any) -> Iterator[Any]:
     )
 
 
-def _breakers(services: Any) -> Iterator[Any]:
+def _breakers(services: Services) -> Iterator[Any]:
     family = GaugeMetricFamily(
         "tmws_breaker_state",
         "Circuit breaker state (1 = the state it is in)",
         labels=["breaker", "state"],
     )
     found = False
-    db = getattr(services, "db", None)
-    breaker = getattr(db, "breaker", None)
-    if breaker is not None and hasattr(breaker, "stats"):
-        family.add_metric(["postgresql", str(breaker.stats().get("state", "unknown"))], 1.0)
+    if services.db is not None:
+        state = services.db.breaker.stats().get("state", "unknown")
+        family.add_metric(["postgresql", str(state)], 1.0)
         found = True
-    cache = getattr(services, "cache", None)
-    if cache is not None and hasattr(cache, "stats"):
-        redis = cache.stats().get("breaker")
+    if services.cache is not None:
+        redis = services.cache.stats().get("breaker")
         if isinstance(redis, dict):
             family.add_metric(["redis", str(redis.get("state", "unknown"))], 1.0)
             found = True
@@ -183,13 +183,13 @@ def _breakers(services: Any) -> Iterator[Any]:
         yield family
 
 
-def _cache(services: Any) -> Iterator[Any]:
-    cache = getattr(services, "cache", None)
-    if cache is None or not hasattr(cache, "stats"):
+def _cache(services: Services) -> Iterator[Any]:
+    cache = services.cache
+    if cache is None:
         return
     stats = cache.stats()
     counted = (
-        *getattr(cache, "counters", {}),
+        *cache.counters.as_dict(),
         "l1_evictions",
         "coalesced",
         "pubsub_pings",
@@ -206,11 +206,8 @@ def _cache(services: Any) -> Iterator[Any]:
     )
 
 
-def _embedding(services: Any) -> Iterator[Any]:
-    embedder = getattr(services, "embedder", None)
-    if embedder is None or not hasattr(embedder, "stats"):
-        return
-    stats = embedder.stats()
+def _embedding(services: Services) -> Iterator[Any]:
+    stats = services.embedder.stats()
     yield from _gauges("tmws_embed", "Encoder", stats, ("queued", "largest_batch", "torch_threads"))
     yield from _counters(
         "tmws_embed", "Encoder", stats, ("encodes", "encoded_texts", "encode_seconds")
@@ -222,16 +219,11 @@ def _embedding(services: Any) -> Iterator[Any]:
     )
 
 
-def _sessions(services: Any) -> Iterator[Any]:
-    sessions = getattr(services, "sessions", None)
-    if sessions is None or not hasattr(sessions, "stats"):
+def _sessions(services: Services) -> Iterator[Any]:
+    if services.sessions is None:
         return
-    stats = sessions.stats()
+    stats = services.sessions.stats()
     numbers = tuple(
         k for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool)
     )
     yield from _gauges("tmws_sessions", "WebSocket sessions", stats, numbers)
-
-
-def metrics_of(services: Any) -> ServiceMetrics | None:
-    return getattr(services, "metrics", None)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
+from service.context import CallContext
 from service.errors import Forbidden, InvalidParams
-from service.tools.registry import CallContext
 
 TEAM_PREFIX = "team:"
 _TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")

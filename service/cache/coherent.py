@@ -15,8 +15,8 @@ Model (see ../shared/DESIGN.md, "Cache coherency model"):
   L2 hits are always compared with the current generations (same round trip as the GET).
 
 Faults: the rule is written down in the package docstring (`service/cache/__init__.py`); the
-link state and recovery live in `link.py`, the bounded pool in `client.py`, the miss path in
-`fill.py`.
+link state and recovery live in `link.py`, what the listener's events do in `listening.py`, the
+bounded pool in `client.py`, the miss path in `fill.py`, the counters in `stats.py`.
 
 Injected bugs (service/bugs.py, negative controls only), each switched at one place:
 `skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
@@ -32,10 +32,8 @@ served it).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -52,17 +50,19 @@ from service.cache.client import (
     redis_client,
 )
 from service.cache.fill import Compute, Filler
-from service.cache.generations import Generations, GenerationStore, InvalidationMessage
+from service.cache.generations import Generations, GenerationStore
 from service.cache.invalidation import InvalidationListener
 from service.cache.keys import result_key
 from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache, L1Entry
 from service.cache.l2 import Envelope, L2Store
 from service.cache.link import RedisLink
+from service.cache.listening import ChangeSignal, ListenerHooks
 from service.cache.result import CacheResult
 from service.cache.singleflight import FillWaiters, LocalFlights, RedisLock
+from service.cache.stats import CacheCounters, PropagationDelays
 from service.config import CacheSettings
 from service.errors import CacheUnavailable
-from service.resilience.breaker import BreakerState, CircuitBreaker
+from service.resilience.breaker import CircuitBreaker
 from service.resilience.lag import DEFAULT_STALL_S, LoopMonitor
 from service.resilience.retry import Backoff
 
@@ -106,6 +106,9 @@ class CoherentCache:
         self._flights: LocalFlights[CacheResult] = LocalFlights()
         self._waiters = FillWaiters()
         self._lag = LoopMonitor()
+        self._signal = ChangeSignal(self._l1, lambda: self._link.healthy)
+        self._delays = PropagationDelays()
+        self.counters = CacheCounters()
         self._breaker = CircuitBreaker(
             "redis",
             error_cls=CacheUnavailable,
@@ -121,30 +124,29 @@ class CoherentCache:
             self._breaker,
             strict=self.mode == "strict",
             bugs=self.bugs,
-            on_change=self._pulse,
+            on_change=self._signal.pulse,
+        )
+        hooks = ListenerHooks(
+            instance_id=instance_id,
+            l1=self._l1,
+            link=self._link,
+            breaker=self._breaker,
+            waiters=self._waiters,
+            counters=self.counters,
+            delays=self._delays,
+            signal=self._signal,
+            bugs=self.bugs,
         )
         self._listener = InvalidationListener(
             pubsub,
-            on_invalidate=self._on_invalidate,
+            on_invalidate=hooks.on_invalidate,
             on_filled=self._waiters.notify,
-            on_subscribed=self._on_subscribed,
-            on_lost=self._on_lost,
-            on_tick=self._on_tick,
+            on_subscribed=hooks.on_subscribed,
+            on_lost=hooks.on_lost,
+            on_tick=hooks.on_tick,
             backoff=Backoff(retry_on=REDIS_FAILURES, initial_s=0.05, max_s=1.0),
             stalled_since=self._lag.stalled_since,
         )
-        self._gen_event = asyncio.Event()
-        self._delays_ms: collections.deque[float] = collections.deque(maxlen=1000)
-        self.counters: dict[str, int] = dict.fromkeys(
-            (
-                "hits_l1", "hits_l2", "misses", "computes", "stale_rejections",
-                "invalidations_received", "bumps", "local_flushes", "reconnects", "l1_flushes",
-                "l1_flushed_entries", "pubsub_failures", "degraded_serves", "degraded_computes",
-                "singleflight_waits", "lock_fallbacks", "stored_stale", "l2_corrupt",
-                "stall_retries",
-            ),
-            0,
-        )  # fmt: skip
         self._filler = Filler(
             l1=self._l1,
             l2=self._l2,
@@ -217,7 +219,7 @@ class CoherentCache:
         key_ns = "" if self.bugs.shared_l2_across_namespaces else namespace
         key = result_key(key_ns, key_parts)
         result = await self._lookup_or_fill(namespace, key, compute, ttl_s)
-        self.counters[{"l1": "hits_l1", "l2": "hits_l2", "none": "misses"}[result.tier]] += 1
+        self.counters.count_lookup(result.tier)
         if not result.degraded and not self._link.trusted(token):
             # Redis was lost or not yet recovered at some point of this request.
             result = replace(result, degraded=True)
@@ -264,19 +266,19 @@ class CoherentCache:
         if trust_pubsub:
             if not self._l1.is_current(entry.namespace, entry.generation, entry.global_generation):
                 self._l1.drop(key)
-                self.counters["stale_rejections"] += 1
+                self.counters.stale_rejections += 1
                 return None
             return self._l1_result(key, entry, self.degraded)
         try:
             gens = await self._read(self._gens.read, entry.namespace)
         except CacheUnavailable:
             # Redis is gone: the last answer we have beats no answer; say so.
-            self.counters["degraded_serves"] += 1
+            self.counters.degraded_serves += 1
             return self._l1_result(key, entry, True)
         if entry.generation == gens.namespace and entry.global_generation == gens.global_:
             return self._l1_result(key, entry, self.degraded)
         self._l1.drop(key)
-        self.counters["stale_rejections"] += 1
+        self.counters.stale_rejections += 1
         self._observe(entry.namespace, gens)
         return None
 
@@ -292,10 +294,10 @@ class CoherentCache:
         try:
             env = Envelope.decode(payload)
         except ValueError:
-            self.counters["l2_corrupt"] += 1
+            self.counters.l2_corrupt += 1
             return None
         if not env.matches(gens) and not self.bugs.skip_generation_check:
-            self.counters["stale_rejections"] += 1
+            self.counters.stale_rejections += 1
             return None
         self._l1.put(
             key, env.value_json, namespace, env.generation, env.global_generation, ttl_s, epoch
@@ -315,13 +317,13 @@ class CoherentCache:
         """After a committed write: bump each namespace; see `RedisLink.announce` for failures."""
         gen = await self._link.announce(namespaces, reason)
         if gen is not None:
-            self.counters["bumps"] += len(namespaces)
+            self.counters.bumps += len(namespaces)
         return gen
 
     async def bump_generation(self, namespace: str, reason: str) -> int:
         """Atomically bump and publish `namespace`'s generation ("*" = global); new value."""
         gen = await self._link.bump(namespace, reason)
-        self.counters["bumps"] += 1
+        self.counters.bumps += 1
         return gen
 
     async def bump_generation_or_flush_local(self, namespace: str, reason: str) -> int | None:
@@ -330,7 +332,7 @@ class CoherentCache:
             return await self.bump_generation(namespace, reason)
         except CacheUnavailable:
             self._link.leave_pending(namespace)
-            self.counters["local_flushes"] += 1
+            self.counters.local_flushes += 1
             return None
 
     async def generation(self, namespace: str) -> int | None:
@@ -351,7 +353,7 @@ class CoherentCache:
         except CacheUnavailable:
             if self._breaker.counts["excused"] == excused:
                 raise
-            self.counters["stall_retries"] += 1
+            self.counters.stall_retries += 1
             return await self._breaker.call(fn, *args)
 
     def _stalled_here(self, exc: BaseException, started: float) -> bool:
@@ -359,75 +361,23 @@ class CoherentCache:
         timeout = isinstance(exc, RedisTimeoutError | TimeoutError)
         return timeout and self._lag.stalled_since(started) >= DEFAULT_STALL_S
 
-    # ------------------------------------------------------------- listener
-
-    def _on_invalidate(self, msg: InvalidationMessage) -> None:
-        late_s = self.bugs.late_invalidation_ms / 1000.0
-        if late_s and msg.origin != self.instance_id:
-            # Injected bug late-invalidation: another instance's bump takes effect late here.
-            asyncio.get_running_loop().call_later(late_s, self._apply_invalidation, msg)
-            return
-        self._apply_invalidation(msg)
-
-    def _apply_invalidation(self, msg: InvalidationMessage) -> None:
-        self.counters["invalidations_received"] += 1
-        self._l1.observe_generation(msg.namespace, msg.generation)
-        if msg.origin != self.instance_id and msg.ts_ms > 0:
-            self._delays_ms.append(max(0.0, time.time() * 1000 - msg.ts_ms))
-        self._pulse()
-
-    async def _on_subscribed(self, reconnected: bool) -> None:
-        if reconnected:
-            self.counters["reconnects"] += 1
-        before = self._link.counters["recoveries"]
-        if not await self._link.recover():
-            raise ConnectionError("cache recovery after (re)subscribing did not complete")
-        if self._link.counters["recoveries"] > before:
-            last = self._link.last_recovery or {}
-            self.counters["l1_flushes"] += 1
-            self.counters["l1_flushed_entries"] += int(last.get("l1_flushed", 0))
-        self._link.listener_up = True
-        self._breaker.reset("pub/sub subscribed: Redis reachable")
-        self._waiters.wake_all()
-        self._pulse()
-
-    def _on_lost(self, exc: BaseException) -> None:
-        # Called on the loss and on every failed reconnect attempt: keeps requests off Redis
-        # until the listener has proved it reachable again.
-        self.counters["pubsub_failures"] += 1
-        self._link.listener_lost(f"pub/sub: {exc!r}")
-        self._breaker.trip(f"pub/sub connection lost: {exc!r}")
-
-    async def _on_tick(self) -> None:
-        # Recovery without a reconnect: the data path's breaker closed again (or is probing),
-        # or a bump failed on a busy pool. Never while the breaker says Redis is down.
-        if self._link.needs_recovery and self._breaker.state is not BreakerState.OPEN:
-            await self._link.recover()
-
     def _observe(self, namespace: str, gens: Generations) -> None:
         self._l1.observe_generation(namespace, gens.namespace)
         self._l1.observe_generation(GLOBAL_NAMESPACE, gens.global_)
-
-    def _pulse(self) -> None:
-        event, self._gen_event = self._gen_event, asyncio.Event()
-        event.set()
 
     # ------------------------------------------------------------ observers
 
     async def wait_for_generation(self, namespace: str, generation: int) -> None:
         """Return once this instance has heard of `generation` for `namespace` (bound it yourself)."""
-        while (self._l1.known_generation(namespace) or 0) < generation:
-            await self._gen_event.wait()
+        await self._signal.wait_for_generation(namespace, generation)
 
     async def wait_connected(self) -> None:
         """Return once subscribed and recovered: answers are no longer degraded (bound it yourself)."""
-        while not self._link.healthy:
-            await self._gen_event.wait()
+        await self._signal.wait_connected()
 
     async def wait_disconnected(self) -> None:
         """Return once this instance has noticed Redis is gone (bound it yourself)."""
-        while self._link.healthy:
-            await self._gen_event.wait()
+        await self._signal.wait_disconnected()
 
     @property
     def redis(self) -> Redis:
@@ -441,20 +391,12 @@ class CoherentCache:
 
     def propagation_ms(self) -> dict[str, float | int | None]:
         """Delays of invalidations from other instances (publish to arrival), in ms."""
-        delays = sorted(self._delays_ms)
-        if not delays:
-            return {"count": 0, "last": None, "p50": None, "max": None}
-        return {
-            "count": len(delays),
-            "last": round(self._delays_ms[-1], 3),
-            "p50": round(delays[len(delays) // 2], 3),
-            "max": round(delays[-1], 3),
-        }
+        return self._delays.summary()
 
     def stats(self) -> dict[str, Any]:
         """Counters and state for get_cache_stats and /health."""
         return {
-            **self.counters,
+            **self.counters.as_dict(),
             "instance_id": self.instance_id,
             "mode": self.mode,
             "skip_invalidation_publish": self._skip,

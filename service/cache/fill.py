@@ -20,6 +20,7 @@ from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache
 from service.cache.l2 import L2Store, new_envelope
 from service.cache.result import CacheResult
 from service.cache.singleflight import FillWaiters, RedisLock
+from service.cache.stats import CacheCounters
 from service.errors import CacheUnavailable, InternalError
 
 Compute = Callable[[], Awaitable[dict[str, Any]]]
@@ -43,7 +44,7 @@ class Filler:
         read: RedisCall,
         accept: AcceptL2,
         degraded: Callable[[], bool],
-        counters: dict[str, int],
+        counters: CacheCounters,
         instance_id: str,
         lock_ttl_s: float,
         poll_s: float,
@@ -93,7 +94,7 @@ class Filler:
                 if token is None:
                     # Holder silent past the lock's TTL and the lock is still held (a new
                     # holder?): stop waiting and compute ourselves; correctness does not need it.
-                    self.counters["lock_fallbacks"] += 1
+                    self.counters.lock_fallbacks += 1
                 # Another instance may have filled the key and released the lock between our
                 # last look at L2 and this acquire (a busy loop makes that window long): look
                 # again, or the same key and generation is computed twice.
@@ -106,7 +107,7 @@ class Filler:
                         return hit
                 return token, gens
             if not waited:
-                self.counters["singleflight_waits"] += 1
+                self.counters.singleflight_waits += 1
                 waited = True
             await self._waiters.wait(key, min(self._poll_s, max(0.0, deadline - loop.time())))
             now_gens, payload = await self._read(self._gens.lookup, namespace, key)
@@ -131,7 +132,7 @@ class Filler:
             if token is not None:
                 await self._release_quietly(key, token)
             raise
-        self.counters["computes"] += 1
+        self.counters.computes += 1
         value_json = encode(value)
         env = new_envelope(value_json, gens, self.instance_id)
         degraded = False
@@ -143,7 +144,7 @@ class Filler:
             self._l1.put(key, value_json, namespace, gens.namespace, gens.global_, ttl_s, epoch)
         elif not degraded:
             # A bump landed while we computed: the answer goes to our caller only.
-            self.counters["stored_stale"] += 1
+            self.counters.stored_stale += 1
         return CacheResult(
             value, False, "none", gens.namespace, degraded or self._degraded(), key, gens.global_
         )
@@ -153,8 +154,8 @@ class Filler:
     ) -> CacheResult:
         """Redis unusable: compute here, keep it in L1 only (flushed when Redis returns)."""
         value = await compute()
-        self.counters["computes"] += 1
-        self.counters["degraded_computes"] += 1
+        self.counters.computes += 1
+        self.counters.degraded_computes += 1
         self._l1.put(
             key,
             encode(value),

@@ -37,6 +37,7 @@ from service.bugs import InjectedBugs
 from service.cache.client import REDIS_FAILURES
 from service.cache.generations import GenerationStore
 from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache
+from service.cache.stats import LinkCounters
 from service.errors import CacheUnavailable, TMWSError
 from service.resilience.breaker import BreakerState, CircuitBreaker
 
@@ -71,11 +72,7 @@ class RedisLink:
         self.lost_reason: str | None = None
         self._lost_at: float | None = None
         self.last_recovery: dict[str, Any] | None = None
-        self.counters = dict.fromkeys(
-            ("losses", "recoveries", "recovery_failures", "pending_applied", "writes_refused",
-             "writes_unannounced"),
-            0,
-        )  # fmt: skip
+        self.counters = LinkCounters()
 
     # ------------------------------------------------------------------ state
 
@@ -96,7 +93,7 @@ class RedisLink:
         self.epoch += 1
         if not self.suspect:
             self.suspect = True
-            self.counters["losses"] += 1
+            self.counters.losses += 1
             self._lost_at = time.monotonic()
             log.warning("cache: lost Redis (%s); degraded until recovery", reason)
         self.lost_reason = reason
@@ -117,7 +114,7 @@ class RedisLink:
         if not self.strict:
             return
         if self.breaker.state is BreakerState.OPEN or self.suspect:
-            self.counters["writes_refused"] += 1
+            self.counters.writes_refused += 1
             raise CacheUnavailable(
                 "write refused: the cache cannot announce it (Redis unavailable); nothing was "
                 "written, retry once Redis is back",
@@ -156,7 +153,7 @@ class RedisLink:
         return gen
 
     def _leave_pending(self, namespaces: list[str]) -> None:
-        self.counters["writes_unannounced"] += 1
+        self.counters.writes_unannounced += 1
         for namespace in namespaces:
             self.pending.add(namespace)
             self._l1.drop_namespace(namespace)
@@ -195,9 +192,9 @@ class RedisLink:
                 )
                 if namespace in self.pending:
                     self.pending.discard(namespace)
-                    self.counters["pending_applied"] += 1
+                    self.counters.pending_applied += 1
         except (*REDIS_FAILURES, TMWSError) as exc:  # TMWSError: a busy pool
-            self.counters["recovery_failures"] += 1
+            self.counters.recovery_failures += 1
             log.info("cache recovery interrupted: %r", exc)
             return False
         if not after_loss:
@@ -212,7 +209,7 @@ class RedisLink:
         if epoch != self.epoch:
             return False  # lost again while recovering: start over
         self.suspect = False
-        self.counters["recoveries"] += 1
+        self.counters.recoveries += 1
         self.breaker.reset("recovered: pending bumps applied, L1 flushed")
         self.last_recovery = {
             "at": time.time(),
@@ -235,5 +232,5 @@ class RedisLink:
             "pending_bumps": sorted(self.pending),
             "lost_reason": self.lost_reason,
             "last_recovery": self.last_recovery,
-            **self.counters,
+            **self.counters.as_dict(),
         }

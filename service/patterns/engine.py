@@ -15,10 +15,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from service.bugs import NO_BUGS, InjectedBugs
 from service.cache import GLOBAL_NAMESPACE
 from service.config import Settings
+from service.context import CallContext
 from service.errors import (
     CacheUnavailable,
     DependencyUnavailable,
@@ -28,9 +30,8 @@ from service.errors import (
     lost_dependency,
 )
 from service.llm import LLMBackend, build_llm
-from service.metrics import metrics_of
 from service.namespaces import resolve_namespace
-from service.patterns.executors import run_pattern
+from service.patterns.executors import ToolRunner, run_pattern
 from service.patterns.registry import Pattern, PatternRegistry
 from service.patterns.router import DEFAULT_THRESHOLD, EmbedderLike, HybridRouter, RouteDecision
 from service.patterns.stats import PatternStats
@@ -38,7 +39,10 @@ from service.patterns.tokens import render_prompt
 from service.store.executions import writer_for
 from service.timings import add_stage, timed_request
 from service.timings import current as current_timer
-from service.tools.registry import CallContext
+
+if TYPE_CHECKING:
+    from service.cache.coherent import CoherentCache
+    from service.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,12 @@ class _Outcome:
 
 
 class PatternEngine:
-    """Owns the registry, router, statistics and LLM backend of one service instance."""
+    """Owns the registry, router, statistics and LLM backend of one service instance.
+
+    Built with everything it reaches below it: the tools its patterns run, the cache that holds
+    their answers and the database that takes the learning record (either may be None: a server
+    without them computes every answer and records nothing).
+    """
 
     def __init__(
         self,
@@ -78,13 +87,24 @@ class PatternEngine:
         stats: PatternStats,
         llm: LLMBackend,
         *,
+        tools: ToolRunner,
+        cache: CoherentCache | None = None,
+        db: Database | None = None,
+        bugs: InjectedBugs = NO_BUGS,
         baseline_tokens: int | None = None,
+        record_waits_on_hits: bool = False,
     ) -> None:
         self.registry = registry
         self.router = router
         self.stats = stats
         self.llm = llm
+        self.tools = tools
+        self.cache = cache
+        self.db = db
+        self._bugs = bugs
         self._baseline_tokens = baseline_tokens
+        #: a cache hit waits for its learning row's commit too (`TMWS_RECORD_WAITS_ON_HITS`)
+        self._record_waits_on_hits = record_waits_on_hits
         #: learning-record writes of cache hits, not awaited by their answers (held until done)
         self._behind: set[asyncio.Task[None]] = set()
 
@@ -150,9 +170,7 @@ class PatternEngine:
                 )
             timings = timer.rounded()
             timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-        metrics = metrics_of(ctx.services)
-        if metrics is not None:
-            metrics.observe_pattern(timings, outcome.cache_tier)
+        ctx.services.metrics.observe_pattern(timings, outcome.cache_tier)
         return {
             "success": outcome.success,
             "pattern_name": pattern.name if pattern else None,
@@ -198,7 +216,7 @@ class PatternEngine:
     ) -> _Outcome:
         compute_errors: list[TMWSError] = []
         compute = self._computer(ctx, pattern, decision, query, compute_errors)
-        cache = getattr(ctx.services, "cache", None)
+        cache = self.cache
         try:
             if cache is not None and use_cache and pattern.cacheable:
                 return await self._cached(cache, pattern, query, namespace, compute)
@@ -238,7 +256,9 @@ class PatternEngine:
         async def compute() -> dict[str, Any]:
             started = time.perf_counter()
             try:
-                result = await run_pattern(pattern, query, decision.groups, ctx)
+                result = await run_pattern(
+                    pattern, query, decision.groups, ctx, self.tools, bugs=self._bugs
+                )
             except TMWSError as exc:
                 add_stage("execute", (time.perf_counter() - started) * 1000.0)
                 errors.append(exc)  # lets the engine tell executor failures from cache failures
@@ -279,7 +299,7 @@ class PatternEngine:
 
     async def _cached(
         self,
-        cache: Any,
+        cache: CoherentCache,
         pattern: Pattern,
         query: str,
         namespace: str,
@@ -349,7 +369,7 @@ class PatternEngine:
         """Queue the learning-record row (write-behind: waits at most ~0.1 s for its commit, then
         it is retried until PostgreSQL takes it; a cache hit does not wait unless
         `TMWS_RECORD_WAITS_ON_HITS`); it never fails the request it describes."""
-        db = getattr(ctx.services, "db", None)
+        db = self.db
         if db is None:
             return
         if outcome is not None:
@@ -373,7 +393,7 @@ class PatternEngine:
             cache_tier=outcome.cache_tier if outcome else "none",
         )
         hit = outcome is not None and outcome.cache_hit
-        if hit and not getattr(ctx.services.settings, "record_waits_on_hits", False):
+        if hit and not self._record_waits_on_hits:
             # A cache hit does not wait for its row's commit: the row is queued now and written
             # behind (bounded queue, retried). Risk: a crash loses the hits of the last group
             # commit (milliseconds), and the row shows a few ms after the answer. Misses,
@@ -412,15 +432,29 @@ async def build_pattern_engine(
     settings: Settings,
     embedder: EmbedderLike,
     *,
+    tools: ToolRunner,
+    cache: CoherentCache | None = None,
+    db: Database | None = None,
     llm: LLMBackend | None = None,
     enable_test_patterns: bool | None = None,
     threshold: float | None = DEFAULT_THRESHOLD,
 ) -> PatternEngine:
-    """Load the catalogue at `settings.patterns_path`, embed its exemplars, pick the LLM backend."""
+    """Load the catalogue at `settings.patterns_path`, embed its exemplars, pick the LLM backend;
+    the engine runs `tools`, caches in `cache` and records into `db`."""
     include_test = (
         settings.enable_test_patterns if enable_test_patterns is None else enable_test_patterns
     )
     registry = PatternRegistry.load(settings.patterns_path, include_test=include_test)
     stats = PatternStats()
     router = await HybridRouter.build(registry, embedder, stats=stats, threshold=threshold)
-    return PatternEngine(registry, router, stats, llm or build_llm(settings))
+    return PatternEngine(
+        registry,
+        router,
+        stats,
+        llm or build_llm(settings),
+        tools=tools,
+        cache=cache,
+        db=db,
+        bugs=settings.bugs,
+        record_waits_on_hits=settings.record_waits_on_hits,
+    )

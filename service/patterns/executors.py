@@ -1,7 +1,8 @@
 """Run a routed pattern: infrastructure (one tool), memory (recall/store), hybrid (both).
 
-Executors call registered tools through the ToolRegistry with the caller's context, so
-namespace rules, validation and cache invalidation of those tools apply unchanged. Two more
+A catalogue names the tools its patterns run, so executors call tools by name, through the
+`ToolRunner` the engine was built with (the server's tool registry) and with the caller's
+context: namespace rules, validation and cache invalidation of those tools apply unchanged. Two more
 actions exist only as pattern executors (`BUILTINS`): `invoke_tool`, which runs the tool a query
 names or answers honestly that no tool does what was asked, and `service_metrics`, the live
 figures of this instance. Errors are our own (`TMWSError`); the engine decides between the LLM
@@ -15,13 +16,13 @@ import re
 import string
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from service.bugs import bugs_of
+from service.bugs import NO_BUGS, InjectedBugs
+from service.context import CallContext
 from service.errors import ExecutionTimeout, TMWSError, ToolFailed, lost_dependency
 from service.patterns.registry import MemoryOp, Pattern, ToolCall
 from service.resilience.timeouts import enclosing_deadline, run_on_past_timeout
-from service.tools.registry import CallContext
 
 RECALL_TOOL = "recall_memory"
 STORE_TOOL = "store_memory"
@@ -68,19 +69,29 @@ _TAG = re.compile(
 _TAG_STOPWORDS = frozenset({"the", "a", "an", "with", "as", "of", "my", "our", "and", "or", "both"})
 
 
+class ToolRunner(Protocol):
+    """What executors need of the tool layer (`service.tools.registry.ToolRegistry` is one)."""
+
+    def names(self) -> list[str]: ...
+
+    async def call(self, name: str, arguments: Any, ctx: CallContext) -> dict[str, Any]: ...
+
+
 async def run_pattern(
     pattern: Pattern,
     query: str,
     groups: Mapping[str, str],
     ctx: CallContext,
+    tools: ToolRunner,
     *,
     timeout_s: float | None = None,
+    bugs: InjectedBugs = NO_BUGS,
 ) -> dict[str, Any]:
     """Execute `pattern` within its timeout; a late one is cancelled and `ExecutionTimeout` raised."""
     budget = pattern.timeout_s if timeout_s is None else timeout_s
     with enclosing_deadline(budget):  # database calls inside end before the pattern's timeout
-        work = _dispatch(pattern, query, groups, ctx)
-        if bugs_of(ctx.services).no_cancel_on_timeout:
+        work = _dispatch(pattern, query, groups, ctx, tools)
+        if bugs.no_cancel_on_timeout:
             work = run_on_past_timeout(work)  # injected bug: the timeout answers, the work runs on
         try:
             async with asyncio.timeout(budget) as deadline:
@@ -96,18 +107,20 @@ async def run_pattern(
 
 
 async def _dispatch(
-    pattern: Pattern, query: str, groups: Mapping[str, str], ctx: CallContext
+    pattern: Pattern, query: str, groups: Mapping[str, str], ctx: CallContext, tools: ToolRunner
 ) -> dict[str, Any]:
     values = {"query": query, "text": groups.get("text", query), **groups}
     if pattern.type == "infrastructure":
-        return await _call(pattern.calls[0], values, ctx)
+        return await _call(pattern.calls[0], values, ctx, tools)
     assert pattern.memory is not None  # guaranteed by registry validation
     if pattern.type == "memory":
-        return await _memory(pattern.memory, values, ctx)
-    return await _hybrid(pattern, values, ctx)
+        return await _memory(pattern.memory, values, ctx, tools)
+    return await _hybrid(pattern, values, ctx, tools)
 
 
-async def _call(call: ToolCall, values: Mapping[str, str], ctx: CallContext) -> dict[str, Any]:
+async def _call(
+    call: ToolCall, values: Mapping[str, str], ctx: CallContext, tools: ToolRunner
+) -> dict[str, Any]:
     arguments = {}
     for key, value in call.arguments.items():
         filled = _fill(value, values)
@@ -115,13 +128,13 @@ async def _call(call: ToolCall, values: Mapping[str, str], ctx: CallContext) -> 
             arguments[key] = filled
     builtin = BUILTINS.get(call.tool)
     if builtin is not None:
-        return {"tool": call.tool, "output": await builtin(ctx, arguments, values)}
-    output = await ctx.services.tools.call(call.tool, arguments, ctx)
+        return {"tool": call.tool, "output": await builtin(ctx, tools, arguments, values)}
+    output = await tools.call(call.tool, arguments, ctx)
     return {"tool": call.tool, "output": output}
 
 
 async def invoke_tool(
-    ctx: CallContext, arguments: Mapping[str, Any], values: Mapping[str, str]
+    ctx: CallContext, tools: ToolRunner, arguments: Mapping[str, Any], values: Mapping[str, str]
 ) -> dict[str, Any]:
     """Run the tool the query names; otherwise say plainly that nothing was run, and why.
 
@@ -129,12 +142,12 @@ async def invoke_tool(
     query itself is searched for a tool name). Only `INVOCABLE_TOOLS` run: the rest need
     arguments or change state, which a sentence is not precise enough to supply.
     """
-    registered = ctx.services.tools.names()
+    registered = tools.names()
     query = str(values.get("query", ""))
     requested = str(arguments.get("name") or "").strip()
     name = resolve_tool(requested, query, registered)
     if name is not None and name in INVOCABLE_TOOLS:
-        output = await ctx.services.tools.call(name, {}, ctx)
+        output = await tools.call(name, {}, ctx)
         return {"available": True, "tool": name, "output": output}
     if name is not None:
         return {
@@ -170,25 +183,20 @@ def resolve_tool(requested: str, query: str, registered: list[str]) -> str | Non
 
 
 async def service_metrics(
-    ctx: CallContext, arguments: Mapping[str, Any], values: Mapping[str, str]
+    ctx: CallContext, tools: ToolRunner, arguments: Mapping[str, Any], values: Mapping[str, str]
 ) -> dict[str, Any]:
     """Live figures of this instance: sessions, pool, queues, cache; absent parts are omitted."""
     services = ctx.services
     out: dict[str, Any] = {"instance": ctx.instance_id}
-    started = getattr(services, "started_at", None)
-    if started is not None:
-        out["uptime_s"] = round(time.time() - started, 1)
-    sessions = getattr(services, "sessions", None)
-    if sessions is not None:
-        out["sessions"] = sessions.stats()
-    db = getattr(services, "db", None)
-    if db is not None and hasattr(db, "pool_stats"):
-        pool = db.pool_stats()
+    out["uptime_s"] = round(time.time() - services.started_at, 1)
+    if services.sessions is not None:
+        out["sessions"] = services.sessions.stats()
+    if services.db is not None:
+        pool = services.db.pool_stats()
         keys = ("size", "idle", "in_use", "max", "waiting", "waiting_peak", "exhausted_total")
         out["db_pool"] = {k: pool[k] for k in keys if k in pool}
-    cache = getattr(services, "cache", None)
-    if cache is not None and hasattr(cache, "stats"):
-        stats = cache.stats()
+    if services.cache is not None:
+        stats = services.cache.stats()
         lookups = sum(int(stats.get(k, 0)) for k in ("hits_l1", "hits_l2", "misses"))
         hits = int(stats.get("hits_l1", 0)) + int(stats.get("hits_l2", 0))
         out["cache"] = {
@@ -198,25 +206,27 @@ async def service_metrics(
             "redis_state": stats.get("redis_state"),
             "degraded": stats.get("degraded"),
         }
-    embedder = getattr(services, "embedder", None)
-    if embedder is not None and hasattr(embedder, "stats"):
-        embed = embedder.stats()
-        out["embed_queue"] = embed["queued"]
-        out["embed_cache_hit_rate"] = embed["cache"]["hit_rate"]
+    embed = services.embedder.stats()
+    out["embed_queue"] = embed["queued"]
+    out["embed_cache_hit_rate"] = embed["cache"]["hit_rate"]
     return out
 
 
-Builtin = Callable[[CallContext, Mapping[str, Any], Mapping[str, str]], Awaitable[dict[str, Any]]]
+Builtin = Callable[
+    [CallContext, ToolRunner, Mapping[str, Any], Mapping[str, str]], Awaitable[dict[str, Any]]
+]
 #: Pattern actions that are not registered tools (a catalogue names them like tools).
 BUILTINS: dict[str, Builtin] = {"invoke_tool": invoke_tool, "service_metrics": service_metrics}
 
 
-async def _memory(op: MemoryOp, values: Mapping[str, str], ctx: CallContext) -> dict[str, Any]:
+async def _memory(
+    op: MemoryOp, values: Mapping[str, str], ctx: CallContext, tools: ToolRunner
+) -> dict[str, Any]:
     if op.action == "store":
         arguments: dict[str, Any] = {"content": _fill_text(op.content, values)}
         if op.tags:
             arguments["tags"] = list(op.tags)
-        output = await ctx.services.tools.call(STORE_TOOL, arguments, ctx)
+        output = await tools.call(STORE_TOOL, arguments, ctx)
         return {"action": "store", "output": output}
     arguments = {"query": _fill_text(op.query, values), "limit": op.limit}
     if op.min_similarity:
@@ -224,7 +234,7 @@ async def _memory(op: MemoryOp, values: Mapping[str, str], ctx: CallContext) -> 
     tags = _fill_tags(op.tags, values)
     if tags:
         arguments["tags"] = tags
-    output = await ctx.services.tools.call(RECALL_TOOL, arguments, ctx)
+    output = await tools.call(RECALL_TOOL, arguments, ctx)
     return {"action": "recall", "output": output}
 
 
@@ -267,10 +277,15 @@ def _fill_text(template: str, values: Mapping[str, str]) -> str:
     return template.format_map({**dict.fromkeys(names, values["query"]), **values})
 
 
-async def _hybrid(pattern: Pattern, values: Mapping[str, str], ctx: CallContext) -> dict[str, Any]:
+async def _hybrid(
+    pattern: Pattern, values: Mapping[str, str], ctx: CallContext, tools: ToolRunner
+) -> dict[str, Any]:
     assert pattern.memory is not None
     names = ["memory", *(c.tool for c in pattern.calls)]
-    jobs = [_memory(pattern.memory, values, ctx), *(_call(c, values, ctx) for c in pattern.calls)]
+    jobs = [
+        _memory(pattern.memory, values, ctx, tools),
+        *(_call(c, values, ctx, tools) for c in pattern.calls),
+    ]
     outcomes = await asyncio.gather(*(_part(job) for job in jobs))
     parts: dict[str, Any] = {}
     failures: list[TMWSError] = []

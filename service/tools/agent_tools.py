@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from service.context import CallContext
 from service.store.agents import AgentStore
 from service.store.memories import MemoryStore
 from service.store.tasks import TaskStore
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import database
 
 Persona = Literal["athena", "artemis", "hestia", "eris", "hera", "muses"]

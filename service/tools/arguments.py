@@ -67,10 +67,3 @@ def check_json_size(value: Any, limit: int, field: str) -> None:
             field=field,
             data={"size": size, "limit": limit},
         )
-
-
-def settings_limit(ctx_services: Any, name: str, default: int) -> int:
-    """A limit from the call's settings, or `default` when the caller runs without settings."""
-    settings = getattr(ctx_services, "settings", None)
-    limits = getattr(settings, "limits", None)
-    return int(getattr(limits, name, default))

@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import Field
 
 from service.cache import GLOBAL_NAMESPACE
+from service.context import CallContext
 from service.errors import CacheUnavailable
 from service.namespaces import is_team, resolve_namespace
 from service.tools.permissions import require_admin
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 
 MAX_NAMESPACE_CHARS = 200
 MAX_REASON_CHARS = 200

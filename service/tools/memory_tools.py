@@ -6,13 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from service.bugs import bugs_of
-from service.config import DEFAULT_MAX_METADATA_BYTES
+from service.context import CallContext
 from service.namespaces import resolve_namespace
 from service.store.memories import MemoryStore
 from service.timings import timed_stage
-from service.tools.arguments import check_json_size, settings_limit
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.arguments import check_json_size
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import (
     bump_version,
     check_writable,
@@ -82,13 +81,13 @@ class RecallMemoryArgs(ToolArgs):
 
 async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any]:
     """Embed and insert one memory into the caller's namespace."""
-    limit = settings_limit(ctx.services, "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
+    limit = ctx.services.settings.limits.max_metadata_bytes
     check_json_size(args.metadata, limit, "metadata")
     namespace = resolve_namespace(ctx, args.namespace)
     check_writable(ctx)
     embedding = await ctx.services.embedder.embed(args.content)
     store = MemoryStore(database(ctx))
-    late_ms = bugs_of(ctx.services).ack_before_commit_ms
+    late_ms = ctx.services.settings.bugs.ack_before_commit_ms
     if late_ms:  # injected bug: answer now; commit and bump later
         row = await store.store_committing_later(
             late_ms / 1000.0,

@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from service.context import CallContext
 from service.errors import CacheUnavailable, InternalError, ToolFailed
 from service.patterns.registry import PatternConfigError
 from service.tools.permissions import require_admin
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
+
+if TYPE_CHECKING:
+    from service.cache.coherent import CoherentCache
+    from service.patterns.engine import PatternEngine
 
 SLOW_TOOL_MAX_S = 30.0
 
@@ -53,8 +58,8 @@ class FailToolArgs(ToolArgs):
     reason: str = Field(default="deliberate failure", max_length=500)
 
 
-def _engine(ctx: CallContext) -> Any:
-    engine = getattr(ctx.services, "patterns", None)
+def _engine(ctx: CallContext) -> PatternEngine:
+    engine = ctx.services.patterns
     if engine is None:
         raise InternalError("pattern engine is not configured on this server")
     return engine
@@ -82,7 +87,7 @@ async def reload_patterns(ctx: CallContext, args: ReloadPatternsArgs) -> dict[st
             f"catalogue rejected, old patterns kept: {exc}", {"field": exc.field}
         ) from exc
     generation = None
-    cache = getattr(ctx.services, "cache", None)
+    cache = ctx.services.cache
     if cache is not None:
         try:
             generation = await cache.bump_generation("*", reason="reload_patterns")
@@ -105,25 +110,24 @@ async def get_pattern_stats(ctx: CallContext, args: PatternStatsArgs) -> dict[st
 async def system_status(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
     """Instance health at a glance: uptime, dependencies, registry and tool counts."""
     services = ctx.services
-    engine = getattr(services, "patterns", None)
-    db = getattr(services, "db", None)
+    engine, db = services.patterns, services.db
     status: dict[str, Any] = {
         "status": "ok",
         "instance": ctx.instance_id,
         "uptime_s": round(time.time() - services.started_at, 1),
         "database": "configured" if db is not None else "absent",
-        **_redis_status(getattr(services, "cache", None)),
+        **_redis_status(services.cache),
         "tools": len(services.tools.names()),
         "patterns": len(engine.registry) if engine is not None else 0,
         "registry_version": engine.registry.version if engine is not None else None,
     }
-    if db is not None and hasattr(db, "pool_stats"):
+    if db is not None:
         pool = db.pool_stats()
         status["db_pool"] = {k: pool[k] for k in ("size", "in_use", "max") if k in pool}
     return status
 
 
-def _redis_status(cache: Any) -> dict[str, Any]:
+def _redis_status(cache: CoherentCache | None) -> dict[str, Any]:
     """Redis as the cache sees it (the cache owns the connections): ok, degraded or absent."""
     if cache is None:
         return {"redis": "absent", "cache": "disabled"}
@@ -179,14 +183,14 @@ async def agent_info_fallback(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
 async def cache_stats_fallback(ctx: CallContext, args: NoArgs) -> dict[str, Any]:
     """Placeholder used only when the cache layer registers no `get_cache_stats` of its own."""
     return {
-        "enabled": getattr(ctx.services, "cache", None) is not None,
+        "enabled": ctx.services.cache is not None,
         "instance": ctx.instance_id,
     }
 
 
 async def slow_tool(ctx: CallContext, args: SlowToolArgs) -> dict[str, Any]:
     """Test only: hold a database connection (when there is one) for `seconds`."""
-    db = getattr(ctx.services, "db", None)
+    db = ctx.services.db
     started = time.perf_counter()
     if db is None:
         await asyncio.sleep(args.seconds)

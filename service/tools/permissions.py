@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from service.auth import is_admin
+from service.context import CallContext
 from service.errors import AdminRequired
-from service.tools.registry import CallContext
 
 ADMIN_KEY = "admin"
 
@@ -13,8 +13,7 @@ def caller_is_admin(ctx: CallContext) -> bool:
     """The transport's verdict for this session, else the settings' policy for the agent id."""
     if ADMIN_KEY in ctx.extra:
         return bool(ctx.extra[ADMIN_KEY])
-    settings = getattr(ctx.services, "settings", None)
-    return settings is not None and is_admin(settings, ctx.agent_id)
+    return is_admin(ctx.services.settings, ctx.agent_id)
 
 
 def require_admin(ctx: CallContext, operation: str) -> None:

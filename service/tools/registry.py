@@ -8,11 +8,12 @@ NUL characters, lone surrogates and non-finite numbers are refused before any mo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from service.context import CallContext
 from service.errors import InvalidParams, MethodNotFound
 from service.tools.arguments import check_values
 
@@ -21,22 +22,6 @@ class ToolArgs(BaseModel):
     """Base for tool argument models: unknown fields are rejected, types are strict-ish."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-
-
-@dataclass
-class CallContext:
-    """Who is calling: identity and namespace of the session, plus the service's parts."""
-
-    agent_id: str
-    session_id: str
-    instance_id: str
-    services: Any  # service.app.Services; typed loosely to keep this module import-light
-    namespace: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.namespace:
-            self.namespace = self.agent_id
 
 
 Handler = Callable[[CallContext, Any], Awaitable[dict[str, Any]]]

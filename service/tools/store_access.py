@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from service.cache import GLOBAL_NAMESPACE
+from service.context import CallContext
 from service.errors import DatabaseUnavailable, ExecutionTimeout
 from service.store.db import Database
-from service.tools.registry import CallContext
 
 
 def database(ctx: CallContext) -> Database:

@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from service.config import DEFAULT_MAX_TASK_RESULT_BYTES
+from service.context import CallContext
 from service.errors import InvalidParams
 from service.store.tasks import TaskStore
-from service.tools.arguments import check_json_size, settings_limit
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.arguments import check_json_size
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 from service.tools.store_access import (
     bump_version,
     check_writable,
@@ -89,7 +89,7 @@ async def update_task(ctx: CallContext, args: UpdateTaskArgs) -> dict[str, Any]:
     if not changes:
         raise InvalidParams("update_task needs at least one field to change", field="params")
     if args.result is not None:
-        limit = settings_limit(ctx.services, "max_task_result_bytes", DEFAULT_MAX_TASK_RESULT_BYTES)
+        limit = ctx.services.settings.limits.max_task_result_bytes
         check_json_size(args.result, limit, "result")
     check_writable(ctx)
     async with write_outcome(ctx, "update_task"):

@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
+from service.context import CallContext
 from service.errors import InvalidParams, TMWSError
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry, ToolSpec
+from service.tools.registry import ToolArgs, ToolRegistry, ToolSpec
 
 MAX_STEPS = 20
 WORKFLOW_TOOL = "execute_workflow"

@@ -32,13 +32,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service import __version__
 from service.auth import bearer_token, is_admin, verify_claims
+from service.context import CallContext, Services
 from service.errors import Busy, FrameTooLarge, InvalidRequest, TMWSError, Unauthorized
-from service.jsonrpc import Dispatcher, JsonRpcLimits, error_response, is_notification
-from service.services import Services
+from service.jsonrpc import error_response, is_notification
 from service.sessions import check_agent_id
-from service.tools.registry import CallContext
 from service.transport.security import check_request
-from service.transport.ws import server_info
+from service.transport.ws import mcp_dispatcher
 
 MCP_PATH = "/mcp"
 AGENT_HEADER = "x-tmws-agent-id"
@@ -136,7 +135,7 @@ class _IdentityGate:
             )
             await _answer(scope, receive, send, 413, too_big)
             return None
-        dispatcher = Dispatcher(services.tools, server_info(), JsonRpcLimits.from_settings(limits))
+        dispatcher = mcp_dispatcher(services)
         try:
             obj = dispatcher.parse(body)
             dispatcher.check_batch(obj)
@@ -239,9 +238,7 @@ async def _dispatch(services: Services, ctx: CallContext, method: str, params: A
 
     The reply-size bound applies here as on the socket: an oversized result becomes -32003.
     """
-    dispatcher = Dispatcher(
-        services.tools, server_info(), JsonRpcLimits.from_settings(services.settings.limits)
-    )
+    dispatcher = mcp_dispatcher(services)
     request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
     reply = await dispatcher.handle_one(request, ctx)
     assert reply is not None and not is_notification(request)  # a request gets one reply

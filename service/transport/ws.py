@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 from service import __version__
 from service.auth import AgentClaims, bearer_token, is_admin, redact, verify_claims
 from service.config import Settings
+from service.context import CallContext, Services
 from service.errors import (
     ConnectionLimit,
     FrameTooLarge,
@@ -32,10 +33,10 @@ from service.errors import (
     Unauthorized,
 )
 from service.jsonrpc import Dispatcher, JsonRpcLimits, encode, error_response
-from service.services import Services
+from service.mcp_methods import McpMethods
+from service.metrics import ServiceMetrics
 from service.sessions import Session, TokenBucket, check_agent_id
 from service.timings import mark_received
-from service.tools.registry import CallContext
 from service.transport.security import check_request
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ CLOSE_TRY_AGAIN_LATER = 1013
 def server_info() -> dict[str, Any]:
     """`serverInfo` for MCP initialize."""
     return {"name": "tmws", "version": __version__}
+
+
+def mcp_dispatcher(services: Services, *, metrics: ServiceMetrics | None = None) -> Dispatcher:
+    """This server's JSON-RPC dispatcher: the MCP methods and every tool, under its limits;
+    given `metrics`, it times reply serialisation there (the socket does)."""
+    table = McpMethods(services.tools, server_info()).handler_table()
+    limits = JsonRpcLimits.from_settings(services.settings.limits)
+    return Dispatcher(table, limits, metrics=metrics)
 
 
 def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
@@ -96,12 +105,7 @@ class WsConnection:
         self.ws = websocket
         self.services = services
         self.limits = services.settings.limits
-        self.dispatcher = Dispatcher(
-            services.tools,
-            server_info(),
-            JsonRpcLimits.from_settings(self.limits),
-            metrics=getattr(services, "metrics", None),
-        )
+        self.dispatcher = mcp_dispatcher(services, metrics=services.metrics)
         self._send_lock = asyncio.Lock()
         #: Requests running at once; beyond it the reader stops reading (backpressure).
         self._in_flight = asyncio.Semaphore(self.limits.max_in_flight)

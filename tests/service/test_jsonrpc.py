@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from service.config import Settings
+from service.context import CallContext, Services
+from service.embedding import Embedder
 from service.errors import ExecutionTimeout, NotFound
-from service.jsonrpc import Dispatcher
-from service.mcp_methods import LATEST_PROTOCOL_VERSION
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry
+from service.jsonrpc import Dispatcher, HandlerTable, JsonRpcLimits, Paging
+from service.mcp_methods import LATEST_PROTOCOL_VERSION, McpMethods
+from service.tools.registry import ToolArgs, ToolRegistry
 
 SERVER_INFO = {"name": "tmws", "version": "2.2.0"}
 
@@ -43,14 +46,19 @@ def _tools() -> ToolRegistry:
     return tools
 
 
+def _dispatcher(tools: ToolRegistry, limits: JsonRpcLimits | None = None) -> Dispatcher:
+    return Dispatcher(McpMethods(tools, SERVER_INFO).handler_table(), limits)
+
+
 @pytest.fixture
 def dispatcher() -> Dispatcher:
-    return Dispatcher(_tools(), SERVER_INFO)
+    return _dispatcher(_tools())
 
 
 @pytest.fixture
 def ctx() -> CallContext:
-    return CallContext(agent_id="agent-a", session_id="s1", instance_id="i1", services=None)
+    services = Services(settings=Settings(), tools=_tools(), embedder=Embedder())
+    return CallContext(agent_id="agent-a", session_id="s1", instance_id="i1", services=services)
 
 
 def req(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
@@ -323,9 +331,7 @@ async def test_reject_answers_every_request_in_a_batch(dispatcher: Dispatcher) -
 
 
 async def test_batch_length_is_bounded(ctx: CallContext) -> None:
-    from service.jsonrpc import JsonRpcLimits
-
-    dispatcher = Dispatcher(_tools(), SERVER_INFO, JsonRpcLimits(max_batch=3))
+    dispatcher = _dispatcher(_tools(), JsonRpcLimits(max_batch=3))
     reply = json.loads(
         await dispatcher.handle_text(json.dumps([req("ping", id=i) for i in range(4)]), ctx) or ""
     )
@@ -341,8 +347,6 @@ async def test_batch_length_is_bounded(ctx: CallContext) -> None:
 
 
 async def test_reply_size_is_bounded_per_reply_and_per_batch(ctx: CallContext) -> None:
-    from service.jsonrpc import JsonRpcLimits
-
     tools = ToolRegistry()
 
     class PageArgs(ToolArgs):
@@ -353,7 +357,7 @@ async def test_reply_size_is_bounded_per_reply_and_per_batch(ctx: CallContext) -
         rows = ["r" * 1000] * args.limit
         return {"rows": rows, "count": len(rows)}
 
-    dispatcher = Dispatcher(tools, SERVER_INFO, JsonRpcLimits(max_reply_bytes=8192))
+    dispatcher = _dispatcher(tools, JsonRpcLimits(max_reply_bytes=8192))
     text = await dispatcher.handle_text(json.dumps(req("page", {"limit": 20})), ctx)
     error = json.loads(text or "")["error"]
     assert (error["code"], error["data"]["reason"]) == (-32003, "reply_too_large")
@@ -367,3 +371,30 @@ async def test_reply_size_is_bounded_per_reply_and_per_batch(ctx: CallContext) -
     replies = json.loads(await dispatcher.handle_text(json.dumps(batch), ctx) or "")
     assert ["result" in r for r in replies] == [True, True, False, False]
     assert replies[2]["error"]["data"]["batch_remaining"] < 8192
+
+
+async def test_the_dispatcher_knows_only_its_table(ctx: CallContext) -> None:
+    """No MCP inside: a table without `ping` has no ping; its own methods and paging work."""
+
+    async def echo(params: Any, ctx: CallContext) -> Any:
+        return params
+
+    table = HandlerTable(
+        requests={"echo": echo},
+        paging=lambda request, result: Paging("echo", len(result["rows"]), offset=False),
+    )
+    dispatcher = Dispatcher(table, JsonRpcLimits(max_reply_bytes=600))
+    assert (await dispatcher.handle_one(req("echo", {"a": 1}), ctx)) == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"a": 1},
+    }
+    missing = await dispatcher.handle_one(req("ping"), ctx)
+    assert missing is not None and missing["error"]["code"] == -32601
+    big = {"rows": ["x" * 50] * 20}
+    text = await dispatcher.handle_text(json.dumps(req("echo", big)), ctx)
+    error = json.loads(text or "")["error"]["data"]
+    assert (error["tool"], error["hint"]) == (
+        "echo",
+        f"call echo with limit={error['suggested_limit']}",
+    )

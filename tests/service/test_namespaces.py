@@ -5,17 +5,21 @@ from __future__ import annotations
 import pytest
 
 from service.auth import issue_token, verify_claims
+from service.config import Settings
+from service.context import CallContext, Services
+from service.embedding import Embedder
 from service.errors import Forbidden, InvalidParams
 from service.namespaces import resolve_namespace
-from service.tools.registry import CallContext
+from service.tools.registry import ToolRegistry
 
 SECRET = "a-test-secret-of-at-least-32-bytes!"
 
 
 def ctx(teams: list[str] | None = None) -> CallContext:
     extra = {} if teams is None else {"teams": teams}
+    services = Services(settings=Settings(), tools=ToolRegistry(), embedder=Embedder())
     return CallContext(
-        agent_id="alice", session_id="s", instance_id="i", services=None, extra=extra
+        agent_id="alice", session_id="s", instance_id="i", services=services, extra=extra
     )
 
 

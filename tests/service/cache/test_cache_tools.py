@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from service.cache.coherent import CoherentCache
-from service.config import CacheSettings
+from service.config import CacheSettings, Settings
+from service.context import CallContext, Services
+from service.embedding import Embedder
 from service.errors import CacheUnavailable, InvalidParams
 from service.infra.embedded import RedisServer, free_port
 from service.tools.cache_tools import register_cache_tools
-from service.tools.registry import CallContext, ToolRegistry
+from service.tools.registry import ToolRegistry
 
 
-def context(cache: Any, agent: str) -> CallContext:
-    return CallContext(agent, "s1", "inst-a", SimpleNamespace(cache=cache))
+def context(cache: CoherentCache, agent: str) -> CallContext:
+    services = Services(settings=Settings(), tools=ToolRegistry(), embedder=Embedder(), cache=cache)
+    return CallContext(agent, "s1", "inst-a", services)
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import pytest
 
 from service.app import create_app, start_in_background, stop_background
 from service.config import LimitSettings, SecuritySettings, Settings
+from service.context import CallContext, Services
 from service.embedding import Embedder
-from service.services import Services
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry
+from service.tools.registry import ToolArgs, ToolRegistry
 
 #: The full stack's reply limit: small enough to exceed with a few tasks.
 STACK_MAX_REPLY_BYTES = 256 << 10

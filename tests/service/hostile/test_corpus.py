@@ -101,10 +101,9 @@ async def test_batch_keeps_valid_replies_around_lone_surrogates(stack: Server) -
 
 async def test_unencodable_reply_becomes_an_error_for_its_id() -> None:
     """The send path's last resort: a reply that cannot be UTF-8 is replaced, never dropped."""
-    from service.jsonrpc import Dispatcher
-    from service.tools.registry import ToolRegistry
+    from service.jsonrpc import Dispatcher, HandlerTable
 
-    dispatcher = Dispatcher(ToolRegistry(), {"name": "t", "version": "0"})
+    dispatcher = Dispatcher(HandlerTable(requests={}))
     request = {"jsonrpc": "2.0", "id": 9, "method": "x"}
     text, sent = dispatcher.encode_reply(request, {"jsonrpc": "2.0", "id": 9, "result": "\ud800"})
     assert json.loads(text) == sent

@@ -19,9 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from service.auth import issue_token
 from service.client import RpcError, WsClient
 from service.config import SecuritySettings, Settings
+from service.context import CallContext
 from service.errors import InvalidParams
 from service.tools.pattern_tools import NoArgs, system_status
-from service.tools.registry import CallContext
 from tests.service.hostile.conftest import Server, StartLight, post_mcp
 
 SECRET = "hostile-identity-secret-longer-than-32-bytes"

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from service.config import DEFAULT_PATTERNS_PATH, Settings
+from service.context import CallContext, Services
 from service.embedding import Embedder
 from service.llm import SimulatedLLM
 from service.patterns.engine import PatternEngine, build_pattern_engine
-from service.services import Services
 from service.tools.pattern_tools import register_pattern_tools
-from service.tools.registry import CallContext, ToolRegistry
+from service.tools.registry import ToolRegistry
 
 EVAL_PATH = Path(__file__).resolve().parents[3] / "configs" / "eval" / "routing_eval.jsonl"
 
@@ -62,7 +62,9 @@ async def _make_services(
         extra_tools(tools)
     register_pattern_tools(tools, enable_test_tools=True)
     llm = SimulatedLLM(seed=7, median_ms=1.0, sigma=0.2)
-    engine: PatternEngine = await build_pattern_engine(settings, embedder, llm=llm)
+    engine: PatternEngine = await build_pattern_engine(
+        settings, embedder, tools=tools, cache=cache, db=db, llm=llm
+    )
     return Services(
         settings=settings,
         tools=tools,

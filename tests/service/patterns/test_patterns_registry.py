@@ -145,3 +145,20 @@ def test_reload_bumps_version_and_bad_file_keeps_old(tmp_path: Any) -> None:
         registry.reload()
     assert registry.version == 2
     assert {p.name for p in registry} == before
+
+
+def test_a_bad_default_is_named_where_it_is_written() -> None:
+    data = _one() | {"defaults": {"infrastructure": {"token_budget": "x"}}}
+    with pytest.raises(
+        PatternConfigError, match=r"^defaults\.infrastructure\.token_budget: must be a int"
+    ):
+        parse_catalogue(data)
+    with pytest.raises(PatternConfigError, match=r"^defaults\.magic: unknown field"):
+        parse_catalogue(_one() | {"defaults": {"magic": {}}})
+
+
+def test_a_file_that_is_no_catalogue_names_its_first_stranger() -> None:
+    with pytest.raises(PatternConfigError, match=r"^catalogue\.server: unknown field"):
+        parse_catalogue({"server": {}, "patterns": []})
+    with pytest.raises(PatternConfigError, match=r"^catalogue: must be a mapping"):
+        parse_catalogue(["a list"])

@@ -11,13 +11,13 @@ import asyncpg
 import pytest
 
 from service.config import DatabaseSettings, Settings
+from service.context import CallContext, Services
 from service.embedding import Embedder
-from service.services import Services
 from service.store.db import Database
 from service.store.migrate import migrate
 from service.tools.agent_tools import register_agent_tools
 from service.tools.memory_tools import register_memory_tools
-from service.tools.registry import CallContext, ToolRegistry
+from service.tools.registry import ToolRegistry
 from service.tools.task_tools import register_task_tools
 from service.tools.workflow_tools import register_workflow_tools
 

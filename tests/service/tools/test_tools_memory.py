@@ -11,9 +11,8 @@ import pytest
 
 from service.cache.coherent import CoherentCache
 from service.config import CacheSettings
+from service.context import CallContext, Services
 from service.errors import InvalidParams
-from service.services import Services
-from service.tools.registry import CallContext
 
 Ctx = Callable[[str], CallContext]
 

@@ -6,9 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from service.context import CallContext, Services
 from service.errors import InvalidParams, NotFound, ToolFailed
-from service.services import Services
-from service.tools.registry import CallContext
 
 Ctx = Callable[[str], CallContext]
 

@@ -10,10 +10,10 @@ import pytest
 
 from service.app import create_app, start_in_background, stop_background
 from service.config import LimitSettings, SecuritySettings, Settings
+from service.context import CallContext, Services
 from service.embedding import Embedder
 from service.errors import DatabaseUnavailable, ExecutionTimeout, NotFound, ToolFailed
-from service.services import Services
-from service.tools.registry import CallContext, ToolArgs, ToolRegistry
+from service.tools.registry import ToolArgs, ToolRegistry
 
 #: Events the `gate` tool waits on, so a test decides exactly when a request finishes.
 GATES: dict[str, asyncio.Event] = {}

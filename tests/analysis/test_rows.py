@@ -6,8 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from analysis.schema import HistoryBuffer
-from experiments.support.rows import (
+from analysis.rows import (
     all_succeeded,
     between,
     error_code_criterion,
@@ -17,6 +16,7 @@ from experiments.support.rows import (
     where,
     where_in,
 )
+from analysis.schema import HistoryBuffer
 
 
 def history(*rows: dict[str, Any]) -> pa.Table:
