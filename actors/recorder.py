@@ -91,6 +91,18 @@ def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def server_timings(result: Mapping[str, Any]) -> dict[str, float] | None:
+    """The server's stage timings (ms) of an answer, or None when it reported none."""
+    timings = result.get("timings")
+    if not isinstance(timings, Mapping):
+        return None
+    return {
+        str(stage): float(ms)
+        for stage, ms in timings.items()
+        if isinstance(ms, int | float) and not isinstance(ms, bool)
+    }
+
+
 def _recall_output(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The recall output inside a result: recall_memory itself, or the memory part of a memory
     or hybrid pattern's answer (cached answers have the same shape); None when there is none."""
@@ -189,6 +201,7 @@ def build_row(
         "memories_seen": memories_seen(r) if request.op == "read" else None,
         "topic": request.topic,
         "applied": outcome.applied,
+        "server_timings": server_timings(r),
     }
 
 

@@ -101,8 +101,13 @@ def dashboard_box(
     if stale_reads is not None:
         lines.append(_row("Stale Reads:", str(stale_reads), verdict(criteria, "stale_reads")))
     lines += [_line(), f"└{rule}┘"]
+    generator = metrics.get("load_generator") or {}
+    if generator.get("saturated"):
+        lines.append(f"⚠ {generator['reason']}: timing criteria not measurable")
     for c in criteria:
-        if c.failed or (c.skipped and c.blocks):
+        if c.not_measurable and c.failed:
+            lines.append(f"⚠ {'' if c.critical else '(non-critical) '}{c.message()}")
+        elif c.failed or (c.skipped and c.blocks):
             lines.append(f"✗ {'' if c.critical else '(non-critical) '}{c.message()}")
         elif c.skipped:
             lines.append(f"⊘ {c.message()}")

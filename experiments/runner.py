@@ -29,10 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from analysis import checks
+from actors import loop_health
+from analysis import checks, generator
 from analysis.checks import Criterion, Evidence
 from analysis.coherency import CoherencyReport
-from analysis.metrics import summarize
+from analysis.metrics import WARMUP_PHASES, summarize
 from analysis.report import all_criteria, write_report
 from analysis.resources import leak_criteria, resource_criteria
 from analysis.schema import concat
@@ -81,6 +82,10 @@ class Experiment:
         """How many agents the scenario wants in total (None: the preset's); the runner
         rounds up to a whole number per swarm."""
         return None
+
+    #: Phases whose timings no criterion judges: a load generator saturated only there does not
+    #: make the timing criteria not measurable (`analysis.generator`).
+    untimed_phases: tuple[str, ...] = WARMUP_PHASES
 
     #: True: the experiment starts the nemesis itself (`run.config.nemesis.start(run)`, e.g. at
     #: its load phase); False: the schedule's clock starts when the run is up.
@@ -181,6 +186,7 @@ def run_experiment(
                     nemesis.stop()  # heals whatever is still applied
             result = run.gather()
             run_id = run.run_id
+            phase_reports = list(run.reports)
     finally:
         if nemesis is not None:
             nemesis.close()
@@ -207,11 +213,20 @@ def run_experiment(
         )
     )
     judged = checks.allow_skips(all_criteria(criteria, outcome.coherency), args.allow_skip)
+    # A saturated generator measured itself: its timing criteria are not measurable, not passed.
+    judged = generator.judge_timing(judged, phase_reports, experiment.untimed_phases)
     metrics = {
         **summarize(result.table),
         **outcome.metrics,
         "clocks": result.clocks,
         "facts": facts,
+        "load_generator": {
+            **generator.summary(phase_reports, experiment.untimed_phases),
+            "thresholds": {
+                "loop_lag_ms_p99": loop_health.SATURATED_LAG_MS,
+                "cpu_percent": loop_health.SATURATED_CPU_PERCENT,
+            },
+        },
     }
     metrics["injected_bugs"] = bugs
     write_report(

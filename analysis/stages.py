@@ -1,0 +1,177 @@
+"""Where a request's time went: the server's stage timings of each row, stacked against its latency.
+
+The engine's stages nest (service/patterns/engine.py): `total` is the engine's own time, made of
+route + cache + execute (or llm) + record and a little glue; `embed` is every encode wait, inside
+route (routing) and inside execute (recall), so it cannot be stacked; `db` (pool wait + SQL) is
+inside execute; `queue` (frame read -> engine start) comes before `total`. The stacked segments
+are disjoint and add up to the row's latency:
+
+    queue | route | cache | execute (db excluded) | db | llm | record | server other | unaccounted
+
+`server other` is total minus its parts; `unaccounted` is latency minus queue and total: the
+network, reply serialisation, both event loops' backlogs and, in open loop, the generator's lag
+behind its schedule (latency counts from the intended send). A stage the server adds later is
+listed per group but never stacked (it could be nested in another: stacking it could count time
+twice); add it to `STACKED` or `NESTED` once its place is known.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+COLUMN = "server_timings"
+TOTAL = "total"
+#: Stages stacked as they are, in the order of a request's life.
+STACKED = ("queue", "route", "cache", "execute", "db", "llm", "record")
+#: A nested stage's time is taken out of its parent's segment.
+NESTED = {"db": "execute"}
+#: Stages that span several others: reported, never stacked.
+OVERLAPPING = ("embed",)
+SERVER_OTHER = "server other"
+UNACCOUNTED = "unaccounted"
+SEGMENTS = (*STACKED, SERVER_OTHER, UNACCOUNTED)
+#: The part of the request the server's stages cover (everything but `unaccounted`).
+SERVER_SEGMENTS = SEGMENTS[:-1]
+#: The tail whose breakdown is shown: the slowest (100 − this) % of a group's requests.
+TAIL_PERCENTILE = 95
+
+
+def stage_arrays(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(ms per stage name, one value per row; rows that report it as well), a mask of the rows
+    that carry timings at all. A stage a timed row did not reach is 0; untimed rows are 0 too."""
+    n = table.num_rows
+    timed = np.zeros(n, dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    if n == 0 or COLUMN not in table.column_names:
+        return out, timed
+    column = table.column(COLUMN).combine_chunks()
+    timed = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = np.asarray(column.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    keys = column.keys.to_numpy(zero_copy_only=False)
+    values = column.items.to_numpy(zero_copy_only=False).astype(float)
+    # A sliced array's offsets index its parent's keys and items: cut them to this slice.
+    keys, values = keys[offsets[0] : offsets[-1]], values[offsets[0] : offsets[-1]]
+    rows = np.repeat(np.arange(n), np.diff(offsets))
+    for name in dict.fromkeys(keys.tolist()):
+        per_row = np.zeros(n, dtype=float)
+        hit = keys == name
+        np.add.at(per_row, rows[hit], np.nan_to_num(values[hit]))
+        out[str(name)] = per_row
+    return out, timed
+
+
+def segments(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The disjoint `SEGMENTS` of every row (ms) and the mask of rows with timings. An untimed
+    row is all `unaccounted`: the server said nothing about where its time went."""
+    stages, timed = stage_arrays(table)
+    n = table.num_rows
+    zero = np.zeros(n, dtype=float)
+    latency = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(float) if n else zero
+    out = {name: stages.get(name, zero).copy() for name in STACKED}
+    for child, parent in NESTED.items():
+        out[parent] = np.maximum(out[parent] - out[child], 0.0)
+    parts = sum((stages.get(s, zero) for s in STACKED if s not in ("queue", *NESTED)), zero)
+    total = stages.get(TOTAL, parts)
+    out[SERVER_OTHER] = np.maximum(total - parts, 0.0)
+    out[UNACCOUNTED] = np.maximum(latency - stages.get("queue", zero) - total, 0.0)
+    return out, timed
+
+
+def _group(
+    latency: np.ndarray,
+    segs: dict[str, np.ndarray],
+    timed: np.ndarray,
+    extra: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    p95 = float(np.percentile(latency, TAIL_PERCENTILE, method="inverted_cdf"))
+    # The slowest 5 % by rank (at least one row): ties at a common latency do not swell it.
+    size = max(1, math.ceil(latency.size * (100 - TAIL_PERCENTILE) / 100))
+    tail = np.zeros(latency.size, dtype=bool)
+    tail[np.argsort(latency, kind="stable")[-size:]] = True
+
+    def means(mask: np.ndarray) -> dict[str, float]:
+        return {name: float(v[mask].mean()) for name, v in segs.items()}
+
+    tail_means = means(tail)
+    tail_latency = float(latency[tail].mean())
+    server = sum(tail_means[s] for s in SERVER_SEGMENTS)
+    return {
+        "requests": int(latency.size),
+        "timed": int(timed.sum()),
+        "latency_mean_ms": float(latency.mean()),
+        "latency_p95_ms": p95,
+        "mean": means(np.ones(latency.size, dtype=bool)),
+        "tail_requests": int(tail.sum()),
+        "tail_latency_mean_ms": tail_latency,
+        "tail": tail_means,
+        # Of the slowest 5 %: the share of their time the server's stages explain.
+        "tail_accounted_pct": 100.0 * server / tail_latency if tail_latency > 0 else None,
+        "other_stages_mean_ms": {k: float(v[timed].mean()) for k, v in extra.items()}
+        if timed.any()
+        else {},
+    }
+
+
+def breakdown(table: pa.Table, by: str = "method") -> dict[str, dict[str, Any]]:
+    """Per value of column `by` (successful requests): mean segments over all its rows and over
+    its slowest 5 % (by rank; their latencies are ≥ its p95), and how much of that tail the stages account for."""
+    ok = table.filter(pc.equal(table.column("success"), True)) if table.num_rows else table
+    if ok.num_rows == 0:
+        return {}
+    segs, timed = segments(ok)
+    stages, _ = stage_arrays(ok)
+    extra = {k: v for k, v in stages.items() if k not in (*STACKED, TOTAL)}
+    latency = ok.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
+    keys = np.asarray(pc.fill_null(ok.column(by).cast(pa.string()), "?").to_pylist(), dtype=object)
+    out = {}
+    for key in sorted(set(keys.tolist())):
+        mask = keys == key
+        out[str(key)] = _group(
+            latency[mask],
+            {k: v[mask] for k, v in segs.items()},
+            timed[mask],
+            {k: v[mask] for k, v in extra.items()},
+        )
+    return out
+
+
+def summary(table: pa.Table) -> dict[str, Any]:
+    """metrics.json's `latency_breakdown`: by method and by instance."""
+    return {"by_method": breakdown(table, "method"), "by_instance": breakdown(table, "instance_id")}
+
+
+def markdown_table(by_method: dict[str, dict[str, Any]]) -> list[str]:
+    """summary.md lines: per method, the slowest 5 %'s mean per segment and the share the
+    server's stages account for (the rest is network, client and generator queueing)."""
+    if not by_method:
+        return []
+    used = [s for s in SEGMENTS if any(g["tail"][s] > 0.0005 for g in by_method.values())]
+    head = ["Method", "n (timed)", "p95 ms", "≥p95 mean ms", *used, "accounted"]
+    lines = [
+        "",
+        "## Where the time goes (slowest 5 %, mean ms per stage)",
+        "",
+        "Stages are the server's own timings; *unaccounted* is the rest of the client's latency: "
+        "network, serialisation, event-loop backlogs on both ends and (open loop) the load "
+        "generator's lag behind its schedule.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for method, g in by_method.items():
+        accounted = g["tail_accounted_pct"]
+        cells = [
+            method,
+            f"{g['requests']} ({g['timed']})",
+            f"{g['latency_p95_ms']:.1f}",
+            f"{g['tail_latency_mean_ms']:.1f}",
+            *(f"{g['tail'][s]:.1f}" for s in used),
+            "n/a" if accounted is None else f"{accounted:.0f} %",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
