@@ -33,6 +33,9 @@ CLIENT_ERROR_REASONS: dict[int, str] = {
 
 #: Histogram key that holds every request of the swarm.
 ALL = "all"
+#: Samples kept for `actors.ray_metrics` between two takes; beyond this they are counted, not kept
+#: (a swarm whose samples nobody takes must not grow without bound).
+MAX_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,19 @@ class SessionInfo:
     session_id: str | None = None
     instance_id: str | None = None
     node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What the Ray metrics need of one request (`Recorder.keep_samples`)."""
+
+    method: str
+    instance_id: str | None
+    success: bool
+    #: the error reason of a failed request ("ok" when it succeeded)
+    outcome: str
+    latency_ms: float
+    timings: dict[str, float] | None
 
 
 @dataclass
@@ -227,6 +243,20 @@ class Recorder:
         self._buffer = HistoryBuffer()
         self._histograms: dict[str, HdrHistogram] = {}
         self.recorded = 0
+        self._samples: list[Sample] | None = None
+        self.samples_dropped = 0
+
+    def keep_samples(self) -> None:
+        """Keep a `Sample` of every request from now on, for `take_samples` (Ray metrics)."""
+        if self._samples is None:
+            self._samples = []
+
+    def take_samples(self) -> list[Sample]:
+        """The samples kept since the last take (none unless `keep_samples` was called)."""
+        samples = self._samples or []
+        if self._samples is not None:
+            self._samples = []
+        return samples
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -263,6 +293,20 @@ class Recorder:
                 hist = self._histograms[key] = hdr.new_histogram()
             hdr.record_ms(hist, row["latency_ms"])
         self.recorded += 1
+        if self._samples is not None:
+            if len(self._samples) >= MAX_SAMPLES:
+                self.samples_dropped += 1
+            else:
+                self._samples.append(
+                    Sample(
+                        request.method,
+                        row["instance_id"],
+                        row["success"],
+                        "ok" if row["success"] else str(row["error_reason"]),
+                        row["latency_ms"],
+                        row["server_timings"],
+                    )
+                )
 
     def drain(self) -> SwarmOutput:
         """Everything recorded since the last drain; buffers and histograms start empty again."""

@@ -184,6 +184,7 @@ def run_experiment(
             finally:
                 if nemesis is not None:
                     nemesis.stop()  # heals whatever is still applied
+            published = _ray_metrics_published(run)
             result = run.gather()
             run_id = run.run_id
             phase_reports = list(run.reports)
@@ -220,6 +221,8 @@ def run_experiment(
         **outcome.metrics,
         "clocks": result.clocks,
         "facts": facts,
+        # Requests the swarms handed to ray.util.metrics (the Ray dashboard's view of the run).
+        "ray_metrics_published": published,
         "load_generator": {
             **generator.summary(phase_reports, experiment.untimed_phases),
             "thresholds": {
@@ -299,6 +302,14 @@ def _resource_criteria(result: RunResult) -> list[Criterion]:
     judged = resource_criteria(result.resources, instances=instances)
     judged += leak_criteria(result.resources)
     return [dataclasses.replace(c, critical=False) for c in judged]
+
+
+def _ray_metrics_published(run: ClusterRun) -> int | None:
+    """Samples the swarms published as Ray metrics (`actors.ray_metrics`); None if unknown."""
+    try:
+        return sum(int(s.get("metrics_published", 0)) for s in run.status())
+    except ray.exceptions.RayError:
+        return None
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
