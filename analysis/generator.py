@@ -101,9 +101,24 @@ def summary(
 
 
 def markdown_lines(load_generator: dict[str, Any] | None) -> list[str]:
-    """summary.md's warning, right under the verdict, when the generator saturated."""
-    if not load_generator or not load_generator.get("saturated"):
+    """summary.md's line on the generator, right under the verdict: a warning when it saturated,
+    else its worst figures over the timed phases (so a reader sees it was checked)."""
+    if not load_generator:
         return []
+    if not load_generator.get("saturated"):
+        untimed = set(load_generator.get("untimed_phases") or ())
+        timed = [p for p in load_generator.get("phases") or [] if p["phase"] not in untimed]
+        lags = [p["loop_lag_ms_p99"] for p in timed if p.get("loop_lag_ms_p99") is not None]
+        cpus = [p["cpu_percent"] for p in timed if p.get("cpu_percent") is not None]
+        if not lags and not cpus:
+            return []
+        lag = f"{max(lags):.0f} ms" if lags else "n/a"
+        cpu = f"{max(cpus):.0f} %" if cpus else "n/a"
+        return [
+            "",
+            f"Load generator: not saturated in any timed phase (worst swarm loop lag p99 {lag}, "
+            f"CPU {cpu} of a core).",
+        ]
     return [
         "",
         f"> **⚠ {load_generator['reason']}.** Latencies and rates of the timed phases measure "

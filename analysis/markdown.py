@@ -82,7 +82,7 @@ def summary_markdown(
     lines += [
         f"| {label} | {_cell(metrics.get(key))} |" for key, label in _KEY_METRICS if key in metrics
     ]
-    lines += breakdown_table((metrics.get("latency_breakdown") or {}).get("by_method") or {})
+    lines += breakdown_table(metrics.get("latency_breakdown"))
     errors = metrics.get("errors") or {}
     if errors:
         lines += ["", "## Errors", "", "| Error | Count |", "|---|---|"]

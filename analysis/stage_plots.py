@@ -1,6 +1,6 @@
 """The dashboard's latency breakdown: where each request's time went, stacked by stage.
 
-Per method and per instance, two bars each: the mean over all successful requests and the mean
+Per method, per instance and per phase, two bars each: the mean over all successful requests and the mean
 over the slowest 5 % (latency ≥ the group's p95), segments as `analysis.stages.SEGMENTS`, the tail
 bar labelled with the share of it the server's stages account for. Over time: the mean per
 segment in each time bucket, stacked, fault periods shaded like every other time axis.
@@ -112,7 +112,8 @@ def breakdown_figures(
     breakdown: dict[str, Any] | None,
     faults: Sequence[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Stacked bars per method and per instance, and the stacked breakdown over time."""
+    """Stacked bars per method, per instance and per phase (when there are several), and the
+    stacked breakdown over time."""
     if history.num_rows == 0 or not breakdown:
         return []
     out = []
@@ -127,6 +128,10 @@ def breakdown_figures(
                 "Latency breakdown by instance",
                 "plot-breakdown-instance",
             )
+        )
+    if len(breakdown.get("by_phase") or {}) > 1:
+        out.append(
+            _bars(breakdown["by_phase"], "Latency breakdown by phase", "plot-breakdown-phase")
         )
     over_time = _over_time(history, faults, origin_ns(history))
     if over_time is not None:

@@ -141,29 +141,39 @@ def breakdown(table: pa.Table, by: str = "method") -> dict[str, dict[str, Any]]:
 
 
 def summary(table: pa.Table) -> dict[str, Any]:
-    """metrics.json's `latency_breakdown`: by method and by instance."""
-    return {"by_method": breakdown(table, "method"), "by_instance": breakdown(table, "instance_id")}
+    """metrics.json's `latency_breakdown`: by method, by instance and by phase."""
+    return {
+        "by_method": breakdown(table, "method"),
+        "by_instance": breakdown(table, "instance_id"),
+        "by_phase": breakdown(table, "phase"),
+    }
 
 
-def markdown_table(by_method: dict[str, dict[str, Any]]) -> list[str]:
-    """summary.md lines: per method, the slowest 5 %'s mean per segment and the share the
-    server's stages account for (the rest is network, client and generator queueing)."""
+def markdown_table(latency_breakdown: dict[str, Any] | None) -> list[str]:
+    """summary.md lines: per method and per phase, the slowest 5 %'s mean per segment and the
+    share the server's stages account for (the rest is network, client and generator queueing)."""
+    by_method = (latency_breakdown or {}).get("by_method") or {}
     if not by_method:
         return []
-    used = [s for s in SEGMENTS if any(g["tail"][s] > 0.0005 for g in by_method.values())]
-    head = ["Method", "n (timed)", "p95 ms", "≥p95 mean ms", *used, "accounted"]
-    lines = [
+    return [
         "",
         "## Where the time goes (slowest 5 %, mean ms per stage)",
         "",
         "Stages are the server's own timings; *unaccounted* is the rest of the client's latency: "
         "network, serialisation, event-loop backlogs on both ends and (open loop) the load "
         "generator's lag behind its schedule.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
+        *_table("Method", by_method),
+        *_table("Phase", (latency_breakdown or {}).get("by_phase") or {}),
     ]
-    for method, g in by_method.items():
+
+
+def _table(label: str, groups: dict[str, dict[str, Any]]) -> list[str]:
+    if not groups:
+        return []
+    used = [s for s in SEGMENTS if any(g["tail"][s] > 0.0005 for g in groups.values())]
+    head = [label, "n (timed)", "p95 ms", "≥p95 mean ms", *used, "accounted"]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, g in groups.items():
         accounted = g["tail_accounted_pct"]
         cells = [
             method,

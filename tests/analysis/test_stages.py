@@ -105,7 +105,7 @@ def test_runs_recorded_before_the_column_load_with_it_null(tmp_path) -> None:
 def test_markdown_table_and_figures() -> None:
     history = _history()
     summary = stages.summary(history)
-    lines = stages.markdown_table(summary["by_method"])
+    lines = stages.markdown_table(summary)
     text = "\n".join(lines)
     assert "Where the time goes" in text and "| execute_pattern | 40 (40) | 430.0 |" in text
     assert "5 %" in text  # the accounted share of the tail
