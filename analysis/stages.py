@@ -52,16 +52,16 @@ def stage_arrays(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
     column = table.column(COLUMN).combine_chunks()
     timed = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     offsets = np.asarray(column.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    keys = column.keys.to_numpy(zero_copy_only=False)
-    values = column.items.to_numpy(zero_copy_only=False).astype(float)
     # A sliced array's offsets index its parent's keys and items: cut them to this slice.
-    keys, values = keys[offsets[0] : offsets[-1]], values[offsets[0] : offsets[-1]]
+    start, length = int(offsets[0]), int(offsets[-1] - offsets[0])
+    keys = column.keys.slice(start, length).dictionary_encode()
+    codes = np.asarray(keys.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = column.items.slice(start, length).to_numpy(zero_copy_only=False).astype(float)
+    values = np.nan_to_num(values)
     rows = np.repeat(np.arange(n), np.diff(offsets))
-    for name in dict.fromkeys(keys.tolist()):
-        per_row = np.zeros(n, dtype=float)
-        hit = keys == name
-        np.add.at(per_row, rows[hit], np.nan_to_num(values[hit]))
-        out[str(name)] = per_row
+    for code, name in enumerate(keys.dictionary.to_pylist()):
+        hit = codes == code
+        out[str(name)] = np.bincount(rows[hit], weights=values[hit], minlength=n).astype(float)
     return out, timed
 
 
@@ -69,6 +69,10 @@ def segments(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The disjoint `SEGMENTS` of every row (ms) and the mask of rows with timings. An untimed
     row is all `unaccounted`: the server said nothing about where its time went."""
     stages, timed = stage_arrays(table)
+    return _segments(table, stages), timed
+
+
+def _segments(table: pa.Table, stages: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     n = table.num_rows
     zero = np.zeros(n, dtype=float)
     latency = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(float) if n else zero
@@ -79,7 +83,7 @@ def segments(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
     total = stages.get(TOTAL, parts)
     out[SERVER_OTHER] = np.maximum(total - parts, 0.0)
     out[UNACCOUNTED] = np.maximum(latency - stages.get("queue", zero) - total, 0.0)
-    return out, timed
+    return out
 
 
 def _group(
@@ -119,34 +123,48 @@ def _group(
 
 def breakdown(table: pa.Table, by: str = "method") -> dict[str, dict[str, Any]]:
     """Per value of column `by` (successful requests): mean segments over all its rows and over
-    its slowest 5 % (by rank; their latencies are ≥ its p95), and how much of that tail the stages account for."""
-    ok = table.filter(pc.equal(table.column("success"), True)) if table.num_rows else table
-    if ok.num_rows == 0:
-        return {}
-    segs, timed = segments(ok)
-    stages, _ = stage_arrays(ok)
-    extra = {k: v for k, v in stages.items() if k not in (*STACKED, TOTAL)}
-    latency = ok.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
-    keys = np.asarray(pc.fill_null(ok.column(by).cast(pa.string()), "?").to_pylist(), dtype=object)
-    out = {}
-    for key in sorted(set(keys.tolist())):
-        mask = keys == key
-        out[str(key)] = _group(
-            latency[mask],
-            {k: v[mask] for k, v in segs.items()},
-            timed[mask],
-            {k: v[mask] for k, v in extra.items()},
-        )
-    return out
+    its slowest 5 % (by rank: latencies ≥ its p95), and how much of that tail the stages explain."""
+    return _Successful(table).by(by)
 
 
 def summary(table: pa.Table) -> dict[str, Any]:
     """metrics.json's `latency_breakdown`: by method, by instance and by phase."""
+    rows = _Successful(table)
     return {
-        "by_method": breakdown(table, "method"),
-        "by_instance": breakdown(table, "instance_id"),
-        "by_phase": breakdown(table, "phase"),
+        "by_method": rows.by("method"),
+        "by_instance": rows.by("instance_id"),
+        "by_phase": rows.by("phase"),
     }
+
+
+class _Successful:
+    """The successful rows' latencies and segments, computed once for every grouping."""
+
+    def __init__(self, table: pa.Table) -> None:
+        ok = table.filter(pc.equal(table.column("success"), True)) if table.num_rows else table
+        self.table = ok
+        stages, self.timed = stage_arrays(ok)
+        self.segments = _segments(ok, stages)
+        self.extra = {k: v for k, v in stages.items() if k not in (*STACKED, TOTAL)}
+        self.latency = ok.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
+
+    def by(self, column: str) -> dict[str, dict[str, Any]]:
+        if self.table.num_rows == 0:
+            return {}
+        column_values = self.table.column(column).cast(pa.string()).combine_chunks()
+        keys = pc.fill_null(column_values, "?").dictionary_encode()
+        codes = np.asarray(keys.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        names = keys.dictionary.to_pylist()
+        out = {}
+        for code in sorted(range(len(names)), key=lambda c: str(names[c])):
+            mask = codes == code
+            out[str(names[code])] = _group(
+                self.latency[mask],
+                {k: v[mask] for k, v in self.segments.items()},
+                self.timed[mask],
+                {k: v[mask] for k, v in self.extra.items()},
+            )
+        return out
 
 
 def markdown_table(latency_breakdown: dict[str, Any] | None) -> list[str]:
