@@ -52,15 +52,14 @@ def _bars(groups: dict[str, dict[str, Any]], title: str, div_id: str) -> str:
         )
     for key, g in groups.items():
         accounted = g["tail_accounted_pct"]
-        if accounted is not None:
-            fig.add_annotation(
-                x=f"{key} · ≥p95",
-                y=g["tail_latency_mean_ms"],
-                text=f"{accounted:.0f} % server",
-                showarrow=False,
-                yshift=10,
-                font={"size": 10},
-            )
+        fig.add_annotation(
+            x=f"{key} · ≥p95",
+            y=g["tail_latency_mean_ms"],
+            text="no server timings" if accounted is None else f"{accounted:.0f} % server",
+            showarrow=False,
+            yshift=10,
+            font={"size": 10},
+        )
     layout = {**LAYOUT, "width": max(LAYOUT["width"], 120 * len(labels))}
     fig.update_layout(
         title=title, barmode="stack", yaxis_title="ms (mean)", xaxis_tickangle=-30, **layout
@@ -125,13 +124,17 @@ def breakdown_figures(
         out.append(
             _bars(
                 breakdown["by_instance"],
-                "Latency breakdown by instance",
+                "Latency breakdown by instance (requests with server timings)",
                 "plot-breakdown-instance",
             )
         )
     if len(breakdown.get("by_phase") or {}) > 1:
         out.append(
-            _bars(breakdown["by_phase"], "Latency breakdown by phase", "plot-breakdown-phase")
+            _bars(
+                breakdown["by_phase"],
+                "Latency breakdown by phase (requests with server timings)",
+                "plot-breakdown-phase",
+            )
         )
     over_time = _over_time(history, faults, origin_ns(history))
     if over_time is not None:

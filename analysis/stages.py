@@ -113,8 +113,11 @@ def _group(
         "tail_requests": int(tail.sum()),
         "tail_latency_mean_ms": tail_latency,
         "tail": tail_means,
-        # Of the slowest 5 %: the share of their time the server's stages explain.
-        "tail_accounted_pct": 100.0 * server / tail_latency if tail_latency > 0 else None,
+        # Of the slowest 5 %: the share of their time the server's stages explain (None: the
+        # server reported no timings for these requests, so it explains nothing either way).
+        "tail_accounted_pct": 100.0 * server / tail_latency
+        if tail_latency > 0 and timed.any()
+        else None,
         "other_stages_mean_ms": {k: float(v[timed].mean()) for k, v in extra.items()}
         if timed.any()
         else {},
@@ -128,12 +131,14 @@ def breakdown(table: pa.Table, by: str = "method") -> dict[str, dict[str, Any]]:
 
 
 def summary(table: pa.Table) -> dict[str, Any]:
-    """metrics.json's `latency_breakdown`: by method, by instance and by phase."""
+    """metrics.json's `latency_breakdown`: by method (every successful request), by instance and
+    by phase (only the requests with server timings: a method that reports none would only
+    dilute them)."""
     rows = _Successful(table)
     return {
         "by_method": rows.by("method"),
-        "by_instance": rows.by("instance_id"),
-        "by_phase": rows.by("phase"),
+        "by_instance": rows.by("instance_id", timed_only=True),
+        "by_phase": rows.by("phase", timed_only=True),
     }
 
 
@@ -148,7 +153,7 @@ class _Successful:
         self.extra = {k: v for k, v in stages.items() if k not in (*STACKED, TOTAL)}
         self.latency = ok.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
 
-    def by(self, column: str) -> dict[str, dict[str, Any]]:
+    def by(self, column: str, *, timed_only: bool = False) -> dict[str, dict[str, Any]]:
         if self.table.num_rows == 0:
             return {}
         column_values = self.table.column(column).cast(pa.string()).combine_chunks()
@@ -158,6 +163,10 @@ class _Successful:
         out = {}
         for code in sorted(range(len(names)), key=lambda c: str(names[c])):
             mask = codes == code
+            if timed_only:
+                mask &= self.timed
+                if not mask.any():
+                    continue
             out[str(names[code])] = _group(
                 self.latency[mask],
                 {k: v[mask] for k, v in self.segments.items()},
@@ -181,7 +190,7 @@ def markdown_table(latency_breakdown: dict[str, Any] | None) -> list[str]:
         "network, serialisation, event-loop backlogs on both ends and (open loop) the load "
         "generator's lag behind its schedule.",
         *_table("Method", by_method),
-        *_table("Phase", (latency_breakdown or {}).get("by_phase") or {}),
+        *_table("Phase (requests with timings)", (latency_breakdown or {}).get("by_phase") or {}),
     ]
 
 
@@ -199,7 +208,7 @@ def _table(label: str, groups: dict[str, dict[str, Any]]) -> list[str]:
             f"{g['latency_p95_ms']:.1f}",
             f"{g['tail_latency_mean_ms']:.1f}",
             *(f"{g['tail'][s]:.1f}" for s in used),
-            "n/a" if accounted is None else f"{accounted:.0f} %",
+            "no timings" if accounted is None else f"{accounted:.0f} %",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

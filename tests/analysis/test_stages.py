@@ -71,8 +71,13 @@ def test_breakdown_tells_what_the_tail_is_made_of() -> None:
     # Without the slow tail the stages explain most of it: the check can tell the two apart.
     calm = stages.breakdown(_history(slow_tail=False), "method")["execute_pattern"]
     assert calm["tail_accounted_pct"] == pytest.approx(70.0)
-    assert by_method["store_memory"]["tail_accounted_pct"] == pytest.approx(0.0)
+    # store_memory reports no timings: its share is unknown, not 0 %.
+    assert by_method["store_memory"]["tail_accounted_pct"] is None
+    assert by_method["store_memory"]["tail"][stages.UNACCOUNTED] == pytest.approx(5.0)
     assert set(stages.breakdown(_history(), "instance_id")) == {"i0", "i1"}
+    # By instance and phase: only the requests with timings (store_memory would dilute them).
+    by_instance = stages.summary(_history())["by_instance"]
+    assert by_instance["i0"]["requests"] == by_instance["i0"]["timed"] == 20
 
 
 def test_a_stage_the_analysis_does_not_know_is_listed_not_stacked() -> None:
@@ -109,6 +114,7 @@ def test_markdown_table_and_figures() -> None:
     text = "\n".join(lines)
     assert "Where the time goes" in text and "| execute_pattern | 40 (40) | 430.0 |" in text
     assert "5 %" in text  # the accounted share of the tail
+    assert "| store_memory | 20 (0) | 5.0 | 5.0 |" in text and "no timings |\n" in text
     faults = [
         {"fault": "pause:redis@1s", "category": "process", "applied_ns": 1e9, "healed_ns": 2e9}
     ]
