@@ -23,10 +23,15 @@ def format_duration(seconds: float) -> str:
 
 
 def verdict(criteria: list[Criterion], metric: str) -> str:
-    """✓ if every criterion judging `metric` passed, ✗ if one failed, – if none judged it."""
+    """✓ if every criterion judging `metric` passed, ✗ if one failed, ⚠ if one could not be
+    judged (the load generator saturated), – if none judged it."""
     judged = [c for c in criteria if c.metric == metric and not c.skipped]
     if not judged:
         return "–"
+    if any(c.failed and not c.not_measurable for c in judged):
+        return "✗"
+    if any(c.not_measurable for c in judged):
+        return "⚠"
     return "✓" if all(c.passed for c in judged) else "✗"
 
 

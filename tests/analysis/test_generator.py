@@ -112,5 +112,6 @@ def test_reports_say_so_prominently() -> None:
     assert "| ⚠ |" in md
     box = dashboard_box(scenario="t", criteria=after, metrics=metrics, duration_s=1.0)
     assert "⚠ load generator saturated" in box and "NOT MEASURABLE: p95_latency" in box
+    assert "P95 Latency:" in box and "⚠" in box.split("P95 Latency:")[1].split("\n")[0]
     xml = junit_xml(scenario="t", run_id="r", criteria=after, duration_s=1.0, started_at=None)
     assert 'type="not_measurable"' in xml
