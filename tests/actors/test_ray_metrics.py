@@ -1,8 +1,12 @@
-"""The swarm's Ray metrics: samples kept by the recorder, published in batches (no Ray needed)."""
+"""Ray metrics: the swarm's samples kept by the recorder and published in batches, and an
+instance's Prometheus registry mirrored as gauges (no Ray cluster needed to record them)."""
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from actors.ray_metrics import SwarmMetrics
+from actors.ray_mirror import PrometheusMirror, registry_of
 from actors.recorder import CLIENT_TIMEOUT, Outcome, Recorder, SessionInfo
 from actors.workload import RequestSpec
 
@@ -48,3 +52,18 @@ def test_publish_counts_every_sample() -> None:
     assert metrics.publish(rec.take_samples()) == 6
     assert metrics.publish(rec.take_samples()) == 0
     assert metrics.published == 6
+
+
+def test_a_registry_is_mirrored_sample_by_sample() -> None:
+    registry = CollectorRegistry()
+    requests = Counter("tmws_requests", "Requests → by method", ["method"], registry=registry)
+    latency = Histogram("tmws_lat_seconds", "Latency", buckets=(0.1, 1.0), registry=registry)
+    requests.labels("ping").inc(3)
+    latency.observe(0.5)
+    mirror = PrometheusMirror("inst-0")
+    # ping: _total and _created; the histogram: 3 buckets, _count, _sum, _created.
+    assert mirror.publish(registry) == 8
+    requests.labels("recall_memory").inc()
+    assert mirror.publish(registry) == 10  # the gauges are reused, the new label set added
+    assert mirror.publish(None) == 0
+    assert registry_of(object()) is None  # an app without services yet
