@@ -12,6 +12,10 @@ from actors.ray_metrics import SwarmMetrics
 from actors.recorder import SwarmOutput
 from actors.workload import Workload
 
+#: Samples one status poll publishes at most (~24 µs each, on the agents' event loop: a poll
+#: must not stall them for more than ~25 ms); the rest wait for the next poll or the phase end.
+PUBLISH_PER_POLL = 1000
+
 
 @ray.remote(max_restarts=0)
 class AgentSwarm:
@@ -44,15 +48,16 @@ class AgentSwarm:
             self._publish()
 
     def status(self) -> dict[str, Any]:
-        self._publish()  # the driver polls this during every phase: the metrics stay current
+        # The driver polls this during every phase: the metrics stay current.
+        self._publish(PUBLISH_PER_POLL)
         return {
             **self._swarm.status(),
             "node_id": self._node_id,
             "metrics_published": self._metrics.published,
         }
 
-    def _publish(self) -> None:
-        self._metrics.publish(self._swarm.recorder.take_samples())
+    def _publish(self, limit: int | None = None) -> None:
+        self._metrics.publish(self._swarm.recorder.take_samples(limit))
 
     def clock(self) -> int:
         return self._swarm.clock()

@@ -251,12 +251,17 @@ class Recorder:
         if self._samples is None:
             self._samples = []
 
-    def take_samples(self) -> list[Sample]:
-        """The samples kept since the last take (none unless `keep_samples` was called)."""
+    def take_samples(self, limit: int | None = None) -> list[Sample]:
+        """The oldest `limit` (default all) samples kept since the last take (none unless
+        `keep_samples` was called); the rest wait for the next take."""
         samples = self._samples or []
-        if self._samples is not None:
+        if self._samples is None:
+            return []
+        if limit is None or len(samples) <= limit:
             self._samples = []
-        return samples
+            return samples
+        self._samples = samples[limit:]
+        return samples[:limit]
 
     def __len__(self) -> int:
         return len(self._buffer)

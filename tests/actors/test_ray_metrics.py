@@ -39,6 +39,10 @@ def test_samples_are_kept_only_when_asked_and_taken_once() -> None:
     assert samples[0].timings == {"route": 1.0, "total": 2.0} and samples[0].latency_ms == 3.0
     assert rec.take_samples() == []
     assert len(rec) == 3  # the rows are untouched by the samples
+    for _ in range(5):
+        _record(rec, Outcome.ok({"success": True}))
+    assert len(rec.take_samples(limit=2)) == 2  # a bounded take leaves the rest for the next
+    assert len(rec.take_samples()) == 3
 
 
 def test_publish_counts_every_sample() -> None:
