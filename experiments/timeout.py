@@ -11,15 +11,12 @@ to each instance, so the pattern's own timeout learning (demotion after 5 failur
 of the way; the stats it keeps are recorded as facts.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
