@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.atomic import write_parquet_atomic, write_text_atomic
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
 from analysis.html import render_dashboard
@@ -50,22 +49,12 @@ class ReportPaths:
     index: Path
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text_atomic(text, path)
 
 
 def _write_parquet(path: Path, table: pa.Table) -> Path:
-    return _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return write_parquet_atomic(table, path)
 
 
 def jsonable(value: Any) -> Any:

@@ -9,14 +9,11 @@ last judged only over enough reads that began after an acknowledged update (20 b
 with no comparable read there is nothing to call fresh.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
+import sys
 from typing import Any
 
 import pyarrow as pa

@@ -19,14 +19,11 @@ in summary.md (the write, where its invalidation was observed, the stale read).
     python experiments/chaos.py --scale ci --seed 7 [--nemesis SCHEDULE] [--inject-bug NAME]
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
+import sys
 from typing import Any
 
 import pyarrow as pa

@@ -23,14 +23,11 @@ published and L1 hits skip the generation check, so instances serve stale L1 ent
 checker must then report stale reads and the run exits 1.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
+import sys
 from typing import Any
 
 import pyarrow.compute as pc

@@ -14,14 +14,11 @@ monotonic reads, duplicate fills, routing) finds nothing, over enough comparable
 `--duration S` repeats the load for a soak; the runner's leak check reads resources.parquet.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
+import sys
 from typing import Any
 
 from actors.recorder import CLIENT_TIMEOUT

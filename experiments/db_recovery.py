@@ -22,15 +22,12 @@ Over the run: no -32603, no instance restarted. With no fault driver every outag
 reported skipped, which fails the run unless the user allows it.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 

@@ -13,15 +13,12 @@ sent once and the server's own `route_ms` (regex, MiniLM embedding, learned deci
     python experiments/latency.py --scale ci --out /tmp/latency
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 import numpy as np

@@ -9,16 +9,13 @@ and lists and calls tools with the official `mcp` SDK client over Streamable HTT
 The swarms meanwhile send the plan message from every agent. Every request is one history row.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 

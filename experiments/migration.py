@@ -8,15 +8,12 @@ server on the migrated database executing patterns over the 2.0 memories. Meanwh
 keep the run's three instances busy on the main database, which the drill must not disturb.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 import ray

@@ -7,15 +7,12 @@ arrive only on the socket that asked. The 11th connection of that agent must be 
 limit reason, and closing one session must free its slot. Every request is one history row.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 

@@ -16,16 +16,13 @@ plans are taken, and the mixtures are deleted again.
     python experiments/pgvector_load.py --scale ci --index ivfflat --out /tmp/pgv
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
 import re
+import sys
 from typing import Any
 
 from analysis import checks, criteria

@@ -19,15 +19,12 @@ target's pool was out (the pool's `queued_total`), and none timed out.
     python experiments/pool_stress.py --scale ci --requests 80 --out /tmp/pool
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from analysis import checks, criteria

@@ -25,15 +25,12 @@ recovery. With no fault driver every outage criterion is reported skipped, which
 unless the user allows it.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 import pyarrow as pa

@@ -52,6 +52,39 @@ DRIVER_BATCHES = "driver_batches"
 SCALES = tuple(PRESETS)
 
 
+@dataclass(kw_only=True)
+class Facts:
+    """What `drive` hands `check`: subclass it with one typed field per fact.
+
+    The report gets `as_dict()` (metrics.json, "facts"). Experiments not converted yet still
+    return a dict with the same two keys (`DRIVER_BATCHES`, "nemesis").
+    """
+
+    #: History record batches recorded on the driver (not by swarms): appended to the table.
+    driver_batches: list[pa.RecordBatch] = field(default_factory=list, repr=False)
+    #: The nemesis's record of its faults; set by the runner when a schedule ran.
+    nemesis: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every fact as plain data, for the report (the driver's batches become rows instead)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "driver_batches" and not (f.name == "nemesis" and self.nemesis is None)
+        }
+        return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+#: `drive`'s return: typed facts, or (not converted yet) a dict.
+RunFacts = Facts | dict[str, Any]
+
+
 @dataclass
 class Outcome:
     """What an experiment's `check` concluded from the recorded rows."""
@@ -95,11 +128,11 @@ class Experiment:
         """The fault schedule of this run (`--nemesis`), or None."""
         return load_schedule(args.nemesis) if args.nemesis else None
 
-    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> RunFacts:
         """Run the phases (and faults); return facts for `check` (e.g. fault times)."""
         raise NotImplementedError
 
-    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Outcome:
+    def check(self, result: RunResult, facts: Any, args: argparse.Namespace) -> Outcome:
         """Judge the plan's criteria from the recorded rows."""
         raise NotImplementedError
 
@@ -191,9 +224,14 @@ def run_experiment(
     finally:
         if nemesis is not None:
             nemesis.close()
-    if nemesis is not None:
-        facts["nemesis"] = nemesis.facts()
-    driver_batches = facts.pop(DRIVER_BATCHES, [])
+    if isinstance(facts, Facts):
+        if nemesis is not None:
+            facts.nemesis = nemesis.facts()
+        driver_batches = facts.driver_batches
+    else:
+        if nemesis is not None:
+            facts["nemesis"] = nemesis.facts()
+        driver_batches = facts.pop(DRIVER_BATCHES, [])
     if driver_batches:
         driver_rows = concat(driver_batches)
         result.table = pa.concat_tables([result.table, driver_rows])
@@ -220,7 +258,7 @@ def run_experiment(
         **summarize(result.table),
         **outcome.metrics,
         "clocks": result.clocks,
-        "facts": facts,
+        "facts": facts.as_dict() if isinstance(facts, Facts) else facts,
         # Requests the swarms handed to ray.util.metrics (the Ray dashboard's view of the run).
         "ray_metrics_published": published,
         "load_generator": {

@@ -9,14 +9,11 @@ last thirds of that window; CPU comes from the resource samples.
     python experiments/throughput.py --scale laptop --target-rps 200 --out /tmp/tp
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
+import sys
 from typing import Any
 
 import numpy as np

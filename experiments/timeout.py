@@ -11,22 +11,20 @@ to each instance, so the pattern's own timeout learning (demotion after 5 failur
 of the way; the stats it keeps are recorded as facts.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import checks
 from analysis.checks import Criterion, Evidence
 from cluster.run import ClusterRun, RunResult
-from experiments.runner import DRIVER_BATCHES, Experiment, main
+from experiments.runner import Experiment, Facts, main
 from experiments.runner import Outcome as Verdict
 from experiments.support.driver import DriverLog
 from experiments.support.instances import (
@@ -57,6 +55,35 @@ _PG_SLEEP_SQL = (
 )
 
 
+@dataclass(frozen=True)
+class Release:
+    """What the leak check saw (`_released`): PostgreSQL's sleeps and the pools' use."""
+
+    pg_sleep_at_reply: int
+    pool_in_use_at_reply: list[Any]
+    pg_sleep_last: int
+    pool_in_use_last: list[Any]
+    leak_check_looks: int
+    leak_check_s: float
+    #: how long an uncancelled sleep still had to run when the check began
+    sleep_left_at_check_s: float
+    #: the work was gone before the deadline (a release seen later proves nothing)
+    released: bool
+    released_before_natural_end_s: float
+
+
+@dataclass(kw_only=True)
+class TimeoutFacts(Facts):
+    """What `drive` measured for `check`."""
+
+    slow_sent: int
+    t_slow_start_ns: int
+    t_slow_end_ns: int
+    release: Release
+    #: `get_pattern_stats` of slow_test_pattern, one per instance
+    pattern_stats: list[dict[str, Any] | None] = field(default_factory=list)
+
+
 class TimeoutExperiment(Experiment):
     scenario = "timeout"
     section = SECTION
@@ -65,7 +92,7 @@ class TimeoutExperiment(Experiment):
     def instance_env(self, args: argparse.Namespace) -> dict[str, str]:
         return {"TMWS_ENABLE_TEST_PATTERNS": "true"}
 
-    def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
+    def drive(self, run: ClusterRun, args: argparse.Namespace) -> TimeoutFacts:
         scale = scale_name(run)
         background = {
             "mix": [
@@ -88,12 +115,12 @@ class TimeoutExperiment(Experiment):
             self._drive(run, log, sized(SLOW_PER_INSTANCE, scale), run.infra.database_url)
         )
         handle.wait()
-        facts[DRIVER_BATCHES] = log.batches()
+        facts.driver_batches = log.batches()
         return facts
 
     async def _drive(
         self, run: ClusterRun, log: DriverLog, per_instance: int, database_url: str
-    ) -> dict[str, Any]:
+    ) -> TimeoutFacts:
         sessions = await asyncio.gather(
             *(
                 WsClient.connect(info.ws_url, f"{run.run_id}-slow-{i}-{k}")
@@ -101,9 +128,8 @@ class TimeoutExperiment(Experiment):
                 for k in range(per_instance)
             )
         )
-        facts: dict[str, Any] = {"slow_sent": len(sessions)}
         try:
-            facts["t_slow_start_ns"] = time.time_ns()
+            started_ns = time.time_ns()
             await asyncio.gather(
                 *(
                     log.call(s, "execute_pattern", {"query": SLOW_QUERY, "use_cache": False},
@@ -111,25 +137,31 @@ class TimeoutExperiment(Experiment):
                     for s in sessions
                 )
             )  # fmt: skip
-            facts["t_slow_end_ns"] = time.time_ns()
-            facts.update(await _released(run, database_url, facts["t_slow_start_ns"]))
+            ended_ns = time.time_ns()
+            release = await _released(run, database_url, started_ns)
             stats = await asyncio.gather(
                 *(log.call(s, "get_pattern_stats", {"pattern_name": "slow_test_pattern"},
                            phase="after", key="stats") for s in sessions[::per_instance])
             )  # fmt: skip
-            facts["pattern_stats"] = [
-                ((c.result or {}).get("patterns") or {}).get("slow_test_pattern") for c in stats
-            ]
         finally:
             await asyncio.gather(*(s.close() for s in sessions))
-        return facts
+        return TimeoutFacts(
+            slow_sent=len(sessions),
+            t_slow_start_ns=started_ns,
+            t_slow_end_ns=ended_ns,
+            release=release,
+            pattern_stats=[
+                ((c.result or {}).get("patterns") or {}).get("slow_test_pattern") for c in stats
+            ],
+        )
 
-    def check(self, result: RunResult, facts: dict[str, Any], args: argparse.Namespace) -> Verdict:
+    def check(self, result: RunResult, facts: TimeoutFacts, args: argparse.Namespace) -> Verdict:
         table = result.table
+        release = facts.release
         slow = where(table, phase="slow")
         lat = slow.column("latency_ms").to_pylist()
         other = between(
-            where(table, phase="other-requests"), facts["t_slow_start_ns"], facts["t_slow_end_ns"]
+            where(table, phase="other-requests"), facts.t_slow_start_ns, facts.t_slow_end_ns
         )
         found: list[Criterion] = [
             error_code_criterion(
@@ -143,8 +175,8 @@ class TimeoutExperiment(Experiment):
             checks.equals(
                 "client_receives_timeout_error",
                 float(where(slow, error_code=-32001).num_rows),
-                facts["slow_sent"],
-                evidence=Evidence("slow requests sent", facts["slow_sent"], 1),
+                facts.slow_sent,
+                evidence=Evidence("slow requests sent", facts.slow_sent, 1),
                 description="timeout errors received, one per slow request sent",
                 section=SECTION,
             ),
@@ -170,21 +202,21 @@ class TimeoutExperiment(Experiment):
             ),
             checks.holds(
                 "no_resource_leaks",
-                facts["released"],
-                measured=f"pg_sleep running: {facts['pg_sleep_at_reply']} at the replies, "
-                f"{facts['pg_sleep_last']} at the last look; pool in_use "
-                f"{facts['pool_in_use_last']}; "
+                release.released,
+                measured=f"pg_sleep running: {release.pg_sleep_at_reply} at the replies, "
+                f"{release.pg_sleep_last} at the last look; pool in_use "
+                f"{release.pool_in_use_last}; "
                 + (
-                    f"released {facts['released_before_natural_end_s']:.2f}s before an "
+                    f"released {release.released_before_natural_end_s:.2f}s before an "
                     "uncancelled sleep would have ended"
-                    if facts["released"]
-                    else f"not released within {facts['leak_check_s']:.2f}s"
+                    if release.released
+                    else f"not released within {release.leak_check_s:.2f}s"
                 ),
                 expectation="right after the timeouts, no pg_sleep left in PostgreSQL and every "
                 f"pool back to 0 in use, ≥ {LEAK_MARGIN_S:g}s before the sleep could end itself",
                 evidence=Evidence(
                     "s an uncancelled pg_sleep still had to run when the leak check began",
-                    round(facts["sleep_left_at_check_s"], 3),
+                    round(release.sleep_left_at_check_s, 3),
                     LEAK_MARGIN_S,
                 ),
                 section=SECTION,
@@ -204,7 +236,7 @@ class TimeoutExperiment(Experiment):
         return Verdict(found, metrics={"timeout_latency_ms": lat})
 
 
-async def _released(run: ClusterRun, database_url: str, t_start_ns: int) -> dict[str, Any]:
+async def _released(run: ClusterRun, database_url: str, t_start_ns: int) -> Release:
     """Look at PostgreSQL and every pool until the slow work is gone, but only until
     `LEAK_MARGIN_S` before an uncancelled sleep (sent at `t_start_ns`, so it cannot end before
     `t_start_ns + SLEEP_S`) would end by itself. A look counts at its end: what it saw was
@@ -224,18 +256,18 @@ async def _released(run: ClusterRun, database_url: str, t_start_ns: int) -> dict
             # No event tells us PostgreSQL dropped the query: poll, bounded by the deadline.
             await asyncio.sleep(0.05)
     sleeping, in_use, seen_ns = looks[-1]
-    return {
-        "pg_sleep_at_reply": looks[0][0],
-        "pool_in_use_at_reply": looks[0][1],
-        "pg_sleep_last": sleeping,
-        "pool_in_use_last": in_use,
-        "leak_check_looks": len(looks),
-        "leak_check_s": (seen_ns - check_start_ns) / 1e9,
-        "sleep_left_at_check_s": (natural_end_ns - check_start_ns) / 1e9,
+    return Release(
+        pg_sleep_at_reply=looks[0][0],
+        pool_in_use_at_reply=looks[0][1],
+        pg_sleep_last=sleeping,
+        pool_in_use_last=in_use,
+        leak_check_looks=len(looks),
+        leak_check_s=(seen_ns - check_start_ns) / 1e9,
+        sleep_left_at_check_s=(natural_end_ns - check_start_ns) / 1e9,
         # A release seen after the deadline proves nothing: the sleep might have ended itself.
-        "released": clear and seen_ns < deadline_ns,
-        "released_before_natural_end_s": (natural_end_ns - seen_ns) / 1e9,
-    }
+        released=clear and seen_ns < deadline_ns,
+        released_before_natural_end_s=(natural_end_ns - seen_ns) / 1e9,
+    )
 
 
 async def _pg_sleeps(database_url: str) -> int:

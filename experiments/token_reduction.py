@@ -20,17 +20,15 @@ balanced) and the `route` column of its row is compared with the label.
     python experiments/token_reduction.py --scale ci --out /tmp/tokens
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa

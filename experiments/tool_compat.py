@@ -9,15 +9,12 @@ fails (the reply names the failing step); switch_agent → get_agent_info (perso
 Pattern execution is purely additive when every step gives the same verdict in both phases.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 import uuid
 from typing import Any
 

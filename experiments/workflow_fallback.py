@@ -15,15 +15,12 @@ keeps sending the failing query on one instance until the statistics demote the 
 queries then go straight to the LLM): the learning system acting on what it recorded.
 """
 
-import sys
-from pathlib import Path
+import experiments  # noqa: F401  (checks the dependencies before anything imports them)
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import experiments  # noqa: F401  (checks the dependencies before anything imports them)
-
+# isort: split
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from analysis import checks

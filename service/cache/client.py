@@ -117,6 +117,28 @@ def redis_client(
     return Redis.from_pool(pool)
 
 
+def redis_pair(
+    url: str,
+    *,
+    pool_max: int,
+    pool_timeout_s: float,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+) -> tuple[Redis, Redis]:
+    """The data client (`pool_max` connections) and the pub/sub client of one cache."""
+    clients = (
+        redis_client(
+            url,
+            connect_timeout_s=connect_timeout_s,
+            socket_timeout_s=socket_timeout_s,
+            pool_max=size,
+            pool_timeout_s=pool_timeout_s,
+        )
+        for size in (pool_max, 2)  # pub/sub holds one connection for good
+    )
+    return next(clients), next(clients)
+
+
 def pool_stats(client: Redis) -> dict[str, Any]:
     """Size, use and exhaustion count of a client's pool (for get_cache_stats and /health)."""
     pool = client.connection_pool

@@ -1,70 +1,52 @@
 """`CoherentCache`: in-process L1 over Redis L2, coherent across instances through generations.
 
-Model (see ../shared/DESIGN.md, "Cache coherency model"):
-- Keys hash namespace + normalised key parts (query, registry version, mode); see `keys.py`.
-- Every answer is tagged with the (namespace, global) generations read when its computation
-  STARTED. L2 writes happen in one Lua step only if those generations are still current, so
-  an answer computed across a bump is returned to its own caller but never stored as fresh.
-- Writers change the data first and bump after (`announce_write`; "*" = global): a reader that
-  computes in between gets the old tag on new data, which is harmless; the reverse order could
-  cache old data as new. The bump script publishes on `tmws:invalidate` and every instance's
-  listener drops older L1 entries.
-- `strict` mode: each L1 hit checks the generations in Redis (one round trip), so no stale
-  read while Redis is up. `eventual` mode: an L1 hit trusts pub/sub (staleness bounded by the
-  propagation delay) but only while the link is healthy; otherwise it checks like strict.
-  L2 hits are always compared with the current generations (same round trip as the GET).
+Model (see ../shared/DESIGN.md, "Cache coherency model"): every answer is tagged with the
+(namespace, global "*") generations read when its computation STARTED, and stored in L2 only
+if they are still current (one Lua step), so an answer computed across a bump goes to its own
+caller but is never stored as fresh. Writers change the data first and bump after
+(`announce_write`); the bump publishes on `tmws:invalidate` and every instance's listener drops
+older L1 entries. Keys: `keys.py`. How a hit is checked in `strict` and `eventual` mode:
+`hits.py`.
 
-Faults: the rule is written down in the package docstring (`service/cache/__init__.py`); the
-link state and recovery live in `link.py`, what the listener's events do in `listening.py`, the
-bounded pool in `client.py`, the miss path in `fill.py`, the counters in `stats.py`.
+Faults: the rule is written down in the package docstring (`service/cache/__init__.py`). This
+module is the one owner of degraded behaviour: a Redis failure never escapes `get_or_compute`
+as an error; the answer is computed without Redis (`Filler.compute_degraded`) or served from
+L1, marked `degraded`. What `compute` raises reaches the caller (and every caller that joined
+its flight) unchanged. Collaborators, one job each, are listed in `parts.py`; the hit path
+with its injected bugs is `hits.py`, the miss path `fill.py`.
 
 Injected bugs (service/bugs.py, negative controls only), each switched at one place:
-`skip-publish` (bumps are not published AND L1 hits skip the strict generation check, so other
-instances serve stale L1 entries in either mode until TTL; L2 hits are still checked, and the
-bumping instance still drops its own entries), `skip-generation-check` (L1 and L2 hits are
-served without comparing generations), `no-flush-on-reconnect` (recovery skipped, `link.py`),
-`late-invalidation:MS` (messages from other instances apply MS ms late) and
-`shared-l2-across-namespaces` (result keys ignore the namespace; an L1 entry is checked against
-the generations of the namespace that stored it, so another namespace on the same instance is
-served it).
+`shared-l2-across-namespaces` here (result keys ignore the namespace); `skip-generation-check`
+and the read half of `skip-publish` in `hits.py`; the publish half of `skip-publish` (bumps are
+not published; the bumping instance still drops its own entries) and `no-flush-on-reconnect`
+(recovery skipped) in `link.py`; `late-invalidation:MS` (messages from other instances apply
+MS ms late) in `listening.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.bugs import InjectedBugs
 from service.cache.client import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_SOCKET_TIMEOUT_S,
     REDIS_FAILURES,
-    pool_stats,
     redis_client,
+    redis_pair,
 )
-from service.cache.fill import Compute, Filler
-from service.cache.generations import Generations, GenerationStore
-from service.cache.invalidation import InvalidationListener
+from service.cache.fill import Compute
 from service.cache.keys import result_key
-from service.cache.l1 import GLOBAL_NAMESPACE, L1Cache, L1Entry
-from service.cache.l2 import Envelope, L2Store
-from service.cache.link import RedisLink
-from service.cache.listening import ChangeSignal, ListenerHooks
+from service.cache.l1 import GLOBAL_NAMESPACE
+from service.cache.parts import CacheParts
 from service.cache.result import CacheResult
-from service.cache.singleflight import FillWaiters, LocalFlights, RedisLock
-from service.cache.stats import CacheCounters, PropagationDelays
 from service.config import CacheSettings
 from service.errors import CacheUnavailable
-from service.resilience.breaker import CircuitBreaker
-from service.resilience.lag import DEFAULT_STALL_S, LoopMonitor
-from service.resilience.retry import Backoff
 
 __all__ = ["REDIS_FAILURES", "CacheResult", "CoherentCache", "redis_client"]
 
@@ -94,74 +76,21 @@ class CoherentCache:
         self.instance_id = instance_id
         self.mode = settings.mode
         self.bugs = bugs or InjectedBugs()
-        self._skip = self.bugs.skip_publish
-        self._data = data
-        self._pubsub_client = pubsub
-        self._lock_ttl_s = lock_ttl_s
-        self._poll_s = poll_s
-        self._l1 = L1Cache(settings.l1_max_entries)
-        self._gens = GenerationStore(data, instance_id)
-        self._l2 = L2Store(data, instance_id)
-        self._lock = RedisLock(data, instance_id, lock_ttl_s)
-        self._flights: LocalFlights[CacheResult] = LocalFlights()
-        self._waiters = FillWaiters()
-        self._lag = LoopMonitor()
-        self._signal = ChangeSignal(self._l1, lambda: self._link.healthy)
-        self._delays = PropagationDelays()
-        self.counters = CacheCounters()
-        self._breaker = CircuitBreaker(
-            "redis",
-            error_cls=CacheUnavailable,
-            failure_types=REDIS_FAILURES,
-            failure_threshold=2,
-            reset_timeout_s=breaker_reset_s,
-            on_open=lambda reason: self._link.lost(f"breaker opened: {reason}"),
-            excuse=self._stalled_here,
-        )
-        self._link = RedisLink(
-            self._gens,
-            self._l1,
-            self._breaker,
-            strict=self.mode == "strict",
-            bugs=self.bugs,
-            on_change=self._signal.pulse,
-        )
-        hooks = ListenerHooks(
-            instance_id=instance_id,
-            l1=self._l1,
-            link=self._link,
-            breaker=self._breaker,
-            waiters=self._waiters,
-            counters=self.counters,
-            delays=self._delays,
-            signal=self._signal,
-            bugs=self.bugs,
-        )
-        self._listener = InvalidationListener(
+        self._parts = parts = CacheParts.build(
+            data,
             pubsub,
-            on_invalidate=hooks.on_invalidate,
-            on_filled=self._waiters.notify,
-            on_subscribed=hooks.on_subscribed,
-            on_lost=hooks.on_lost,
-            on_tick=hooks.on_tick,
-            backoff=Backoff(retry_on=REDIS_FAILURES, initial_s=0.05, max_s=1.0),
-            stalled_since=self._lag.stalled_since,
-        )
-        self._filler = Filler(
-            l1=self._l1,
-            l2=self._l2,
-            gens=self._gens,
-            lock=self._lock,
-            waiters=self._waiters,
-            call=self._breaker.call,
-            read=self._read,
-            accept=self._accept_l2,
-            degraded=lambda: self.degraded,
-            counters=self.counters,
-            instance_id=instance_id,
+            settings,
+            instance_id,
             lock_ttl_s=lock_ttl_s,
             poll_s=poll_s,
+            breaker_reset_s=breaker_reset_s,
+            bugs=self.bugs,
         )
+        self.counters = parts.counters
+        self._l1 = parts.l1
+        self._link = parts.link
+        self._hits = parts.hits
+        self._filler = parts.filler
 
     @classmethod
     async def start(
@@ -180,18 +109,16 @@ class CoherentCache:
     ) -> CoherentCache:
         """Connect and subscribe; with Redis down it still returns, degraded, and keeps trying."""
 
-        def make(pool_max: int) -> Redis:
-            return redis_client(
-                redis_url,
-                connect_timeout_s=connect_timeout_s,
-                socket_timeout_s=socket_timeout_s,
-                pool_max=pool_max,
-                pool_timeout_s=settings.redis_pool_timeout_s,
-            )
-
+        data, pubsub = redis_pair(
+            redis_url,
+            pool_max=settings.redis_pool_max,
+            pool_timeout_s=settings.redis_pool_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            socket_timeout_s=socket_timeout_s,
+        )
         cache = cls(
-            make(settings.redis_pool_max),
-            make(2),  # pub/sub holds one connection for good
+            data,
+            pubsub,
             settings,
             instance_id,
             lock_ttl_s=lock_ttl_s,
@@ -199,11 +126,7 @@ class CoherentCache:
             breaker_reset_s=breaker_reset_s,
             bugs=bugs,
         )
-        cache._lag.start()
-        cache._listener.start()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(startup_wait_s):
-                await cache._listener.subscribed.wait()
+        await cache._parts.start(startup_wait_s)
         return cache
 
     # ----------------------------------------------------------------- reads
@@ -211,7 +134,11 @@ class CoherentCache:
     async def get_or_compute(
         self, namespace: str, key_parts: dict[str, Any], compute: Compute, ttl_s: float
     ) -> CacheResult:
-        """The cached answer for (namespace, key_parts), or `compute()`'s, computed once."""
+        """The cached answer for (namespace, key_parts), or `compute()`'s, computed once.
+
+        Never raises for Redis failures (the answer says `degraded`); re-raises what `compute`
+        raised, also to callers that joined its flight.
+        """
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
         token = self._link.token()
@@ -231,18 +158,18 @@ class CoherentCache:
         epoch = self._l1.epoch
         entry = self._l1.get(key)
         if entry is not None:
-            served = await self._serve_l1(key, entry)
+            served = await self._hits.serve_l1(key, entry)
             if served is not None:
                 return served
         try:
-            gens, payload = await self._read(self._gens.lookup, namespace, key)
+            gens, payload = await self._hits.read(self._parts.gens.lookup, namespace, key)
         except CacheUnavailable:
             return await self._shared(
                 key, lambda: self._filler.compute_degraded(namespace, key, compute, ttl_s, epoch)
             )
-        self._observe(namespace, gens)
+        self._hits.observe(namespace, gens)
         if payload is not None:
-            hit = self._accept_l2(namespace, key, payload, gens, ttl_s, epoch)
+            hit = self._hits.accept_l2(namespace, key, payload, gens, ttl_s, epoch)
             if hit is not None:
                 return hit
         # A computation started under older generations must not answer a reader that began
@@ -253,59 +180,11 @@ class CoherentCache:
         )
 
     async def _shared(self, key: str, factory: Callable[[], Awaitable[CacheResult]]) -> CacheResult:
-        result, joined = await self._flights.run(key, factory)
+        result, joined = await self._parts.flights.run(key, factory)
         if joined:
             # Each caller gets its own dict, so one caller's edits cannot leak into another's.
             return replace(result, value=json.loads(json.dumps(result.value)))
         return result
-
-    async def _serve_l1(self, key: str, entry: L1Entry) -> CacheResult | None:
-        if self.bugs.skip_generation_check:
-            return self._l1_result(key, entry, self.degraded)  # injected bug: no check at all
-        trust_pubsub = self._skip or (self.mode == "eventual" and self._link.healthy)
-        if trust_pubsub:
-            if not self._l1.is_current(entry.namespace, entry.generation, entry.global_generation):
-                self._l1.drop(key)
-                self.counters.stale_rejections += 1
-                return None
-            return self._l1_result(key, entry, self.degraded)
-        try:
-            gens = await self._read(self._gens.read, entry.namespace)
-        except CacheUnavailable:
-            # Redis is gone: the last answer we have beats no answer; say so.
-            self.counters.degraded_serves += 1
-            return self._l1_result(key, entry, True)
-        if entry.generation == gens.namespace and entry.global_generation == gens.global_:
-            return self._l1_result(key, entry, self.degraded)
-        self._l1.drop(key)
-        self.counters.stale_rejections += 1
-        self._observe(entry.namespace, gens)
-        return None
-
-    def _l1_result(self, key: str, entry: L1Entry, degraded: bool) -> CacheResult:
-        value = json.loads(entry.payload)
-        return CacheResult(
-            value, True, "l1", entry.generation, degraded, key, entry.global_generation
-        )
-
-    def _accept_l2(
-        self, namespace: str, key: str, payload: str, gens: Generations, ttl_s: float, epoch: int
-    ) -> CacheResult | None:
-        try:
-            env = Envelope.decode(payload)
-        except ValueError:
-            self.counters.l2_corrupt += 1
-            return None
-        if not env.matches(gens) and not self.bugs.skip_generation_check:
-            self.counters.stale_rejections += 1
-            return None
-        self._l1.put(
-            key, env.value_json, namespace, env.generation, env.global_generation, ttl_s, epoch
-        )
-        value = json.loads(env.value_json)
-        return CacheResult(
-            value, True, "l2", env.generation, self.degraded, key, env.global_generation
-        )
 
     # ---------------------------------------------------------------- writes
 
@@ -338,60 +217,34 @@ class CoherentCache:
     async def generation(self, namespace: str) -> int | None:
         """Current generation of `namespace` ("*" = global), or None when Redis is down."""
         try:
-            gens = await self._read(self._gens.read, namespace)
+            gens = await self._hits.read(self._parts.gens.read, namespace)
         except CacheUnavailable:
             return None
         return gens.global_ if namespace == GLOBAL_NAMESPACE else gens.namespace
-
-    # ------------------------------------------------------- Redis round trips
-
-    async def _read(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """A read-only Redis call, tried once more if it only failed because our loop stalled."""
-        excused = self._breaker.counts["excused"]
-        try:
-            return await self._breaker.call(fn, *args)
-        except CacheUnavailable:
-            if self._breaker.counts["excused"] == excused:
-                raise
-            self.counters.stall_retries += 1
-            return await self._breaker.call(fn, *args)
-
-    def _stalled_here(self, exc: BaseException, started: float) -> bool:
-        # A read timed out while this process's loop did not run: not Redis's fault.
-        timeout = isinstance(exc, RedisTimeoutError | TimeoutError)
-        return timeout and self._lag.stalled_since(started) >= DEFAULT_STALL_S
-
-    def _observe(self, namespace: str, gens: Generations) -> None:
-        self._l1.observe_generation(namespace, gens.namespace)
-        self._l1.observe_generation(GLOBAL_NAMESPACE, gens.global_)
 
     # ------------------------------------------------------------ observers
 
     async def wait_for_generation(self, namespace: str, generation: int) -> None:
         """Return once this instance has heard of `generation` for `namespace` (bound it yourself)."""
-        await self._signal.wait_for_generation(namespace, generation)
+        await self._parts.signal.wait_for_generation(namespace, generation)
 
     async def wait_connected(self) -> None:
         """Return once subscribed and recovered: answers are no longer degraded (bound it yourself)."""
-        await self._signal.wait_connected()
+        await self._parts.signal.wait_connected()
 
     async def wait_disconnected(self) -> None:
         """Return once this instance has noticed Redis is gone (bound it yourself)."""
-        await self._signal.wait_disconnected()
+        await self._parts.signal.wait_disconnected()
 
     @property
     def redis(self) -> Redis:
         """The data client (for health pings); pub/sub uses a separate one."""
-        return self._data
+        return self._parts.data
 
     @property
     def degraded(self) -> bool:
         """True while Redis is unreachable, or lost and not yet recovered."""
-        return not self._link.healthy
-
-    def propagation_ms(self) -> dict[str, float | int | None]:
-        """Delays of invalidations from other instances (publish to arrival), in ms."""
-        return self._delays.summary()
+        return self._hits.degraded
 
     def stats(self) -> dict[str, Any]:
         """Counters and state for get_cache_stats and /health."""
@@ -399,28 +252,11 @@ class CoherentCache:
             **self.counters.as_dict(),
             "instance_id": self.instance_id,
             "mode": self.mode,
-            "skip_invalidation_publish": self._skip,
+            "skip_invalidation_publish": self.bugs.skip_publish,
             "injected_bugs": self.bugs.names(),
-            "degraded": self.degraded,
-            "redis_state": self._listener.state.value,
-            "link": self._link.stats(),
-            "breaker": self._breaker.stats(),
-            "redis_pool": pool_stats(self._data),
-            "pubsub_pings": self._listener.pings,
-            "pubsub_pings_unanswered": self._listener.pings_unanswered,
-            "loop_stall_longest_s": round(self._lag.longest_s, 3),
-            "l1_size": len(self._l1),
-            "l1_max_entries": self._l1.max_entries,
-            "l1_evictions": self._l1.evictions,
-            "coalesced": self._flights.coalesced,
-            "filled_notes": self._waiters.notes_received,
-            "propagation_ms": self.propagation_ms(),
+            **self._parts.stats(),
         }
 
     async def close(self) -> None:
         """Stop the listener and close both Redis clients."""
-        await self._listener.close()
-        await self._lag.close()
-        for client in (self._data, self._pubsub_client):
-            with contextlib.suppress(*REDIS_FAILURES):
-                await client.aclose()
+        await self._parts.close()

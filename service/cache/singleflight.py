@@ -8,7 +8,7 @@
   waiters on other instances wake on it instead of polling blindly (they still poll with a
   bound, because a note can be lost while the pub/sub connection reconnects).
 
-The wait loop itself lives in `coherent.py`, which knows what a valid L2 entry is: it polls
+The wait loop itself lives in `fill.py` (which asks `hits.py` what a valid L2 entry is): it polls
 L2, retries the lock (so an expired lock of a dead holder is taken over) and, past the
 lock's TTL, computes by itself.
 """

@@ -22,7 +22,6 @@ from service.cache import GLOBAL_NAMESPACE
 from service.config import Settings
 from service.context import CallContext
 from service.errors import (
-    CacheUnavailable,
     DependencyUnavailable,
     ExecutionTimeout,
     PoolExhausted,
@@ -49,6 +48,14 @@ log = logging.getLogger(__name__)
 #: Failures the client must see as errors; every other pattern failure falls back to the LLM.
 #: Errors the client must see as they are: the LLM would hide a dead or saturated dependency.
 NO_FALLBACK: tuple[type[TMWSError], ...] = (ExecutionTimeout, DependencyUnavailable, PoolExhausted)
+
+
+class _ExecutorFailed(Exception):
+    """An executor's error on its way through the cache: marks it as the pattern's, not the cache's."""
+
+    def __init__(self, error: TMWSError) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 @dataclass
@@ -214,25 +221,16 @@ class PatternEngine:
         namespace: str,
         use_cache: bool,
     ) -> _Outcome:
-        compute_errors: list[TMWSError] = []
-        compute = self._computer(ctx, pattern, decision, query, compute_errors)
+        compute = self._computer(ctx, pattern, decision, query)
         cache = self.cache
         try:
             if cache is not None and use_cache and pattern.cacheable:
                 return await self._cached(cache, pattern, query, namespace, compute)
             return self._computed(pattern, await compute())
-        except TMWSError as exc:
-            if exc in compute_errors:
-                return await self._after_failure(exc, pattern, query)
-            if not isinstance(exc, CacheUnavailable):
-                raise
-        # The cache layer itself failed: answer without it, marked degraded.
-        try:
-            outcome = self._computed(pattern, await compute())
-        except TMWSError as exc:
-            return await self._after_failure(exc, pattern, query)
-        outcome.degraded = True
-        return outcome
+        except _ExecutorFailed as failed:
+            # The cache raises no Redis failure of its own (it answers degraded instead); what
+            # comes wrapped is the executor's, also for callers that joined its flight.
+            return await self._after_failure(failed.error, pattern, query)
 
     async def _after_failure(self, exc: TMWSError, pattern: Pattern, query: str) -> _Outcome:
         """The executor failed: timeouts and lost dependencies go to the client, the rest to the LLM."""
@@ -251,7 +249,6 @@ class PatternEngine:
         pattern: Pattern,
         decision: RouteDecision,
         query: str,
-        errors: list[TMWSError],
     ) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def compute() -> dict[str, Any]:
             started = time.perf_counter()
@@ -261,12 +258,11 @@ class PatternEngine:
                 )
             except TMWSError as exc:
                 add_stage("execute", (time.perf_counter() - started) * 1000.0)
-                errors.append(exc)  # lets the engine tell executor failures from cache failures
                 if lost_dependency(exc) or isinstance(exc, PoolExhausted):
                     # A lost or saturated database says nothing about the pattern: counting it would
                     # demote every memory pattern during an outage, hide the -32002 behind LLM
                     # answers, and keep the pattern demoted after the dependency is back.
-                    raise
+                    raise _ExecutorFailed(exc) from exc
                 self.stats.record(
                     pattern.name,
                     success=False,
@@ -275,7 +271,7 @@ class PatternEngine:
                     timeout=isinstance(exc, ExecutionTimeout),
                     fallback=not isinstance(exc, NO_FALLBACK),
                 )
-                raise
+                raise _ExecutorFailed(exc) from exc
             executed_ms = (time.perf_counter() - started) * 1000.0
             add_stage("execute", executed_ms)
             self.stats.record(pattern.name, success=True, latency_ms=executed_ms)

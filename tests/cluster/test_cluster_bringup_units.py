@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.atomic import write_parquet_atomic
 from cluster.progress import Progress
 from cluster.ray_connect import in_submitted_job, local_num_cpus, runtime_env_for
-from cluster.run import write_parquet_atomic
 
 
 def test_runtime_env_only_for_a_remote_cluster_outside_a_job() -> None:

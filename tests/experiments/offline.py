@@ -10,7 +10,7 @@ from experiments.runner import Experiment, Outcome, build_parser
 
 
 def judge(
-    experiment: Experiment, table: Any, facts: dict[str, Any], *argv: str, resources: Any = None
+    experiment: Experiment, table: Any, facts: Any, *argv: str, resources: Any = None
 ) -> tuple[dict[str, Criterion], Outcome]:
     """An experiment's `check` on hand-built rows and facts (no servers): criteria by name,
     the coherency checker's included, and the outcome."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from experiments.runner import run_experiment
-from experiments.timeout import EXPERIMENT
+from experiments.timeout import EXPERIMENT, Release, TimeoutFacts
 
 
 @pytest.mark.slow
@@ -42,19 +42,24 @@ def _slow_rows(rows: Any) -> Any:
     return r.table()
 
 
-def _facts(released: bool, left_s: float) -> dict[str, Any]:
-    return {
-        "slow_sent": 3,
-        "t_slow_start_ns": 0,
-        "t_slow_end_ns": 6_000_000_000,
-        "released": released,
-        "pg_sleep_at_reply": 3 if not released else 0,
-        "pg_sleep_last": 3 if not released else 0,
-        "pool_in_use_last": [1, 1, 1] if not released else [0, 0, 0],
-        "leak_check_s": 1.8,
-        "sleep_left_at_check_s": left_s,
-        "released_before_natural_end_s": left_s - 0.05,
-    }
+def _facts(released: bool, left_s: float) -> TimeoutFacts:
+    in_use = [1, 1, 1] if not released else [0, 0, 0]
+    return TimeoutFacts(
+        slow_sent=3,
+        t_slow_start_ns=0,
+        t_slow_end_ns=6_000_000_000,
+        release=Release(
+            pg_sleep_at_reply=3 if not released else 0,
+            pool_in_use_at_reply=in_use,
+            pg_sleep_last=3 if not released else 0,
+            pool_in_use_last=in_use,
+            leak_check_looks=4,
+            leak_check_s=1.8,
+            sleep_left_at_check_s=left_s,
+            released=released,
+            released_before_natural_end_s=left_s - 0.05,
+        ),
+    )
 
 
 @pytest.mark.parametrize(
