@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis import checks, criteria, metrics
+from analysis import checks, criteria
 from analysis.checks import Criterion, Evidence
 from analysis.coherency import Needs, check_coherency
 from analysis.content import check_content
@@ -40,7 +40,8 @@ from analysis.history_view import clock_columns
 from cluster.nemesis.schedule import CATEGORIES, Schedule, generate, load_schedule
 from cluster.run import ClusterRun, RunError, RunResult
 from cluster.topology import load_preset
-from experiments import cache_rows
+from experiments import cache_rows, chaos_availability
+from experiments.chaos_availability import RECOVERY_GRACE_S
 from experiments.coherency import TEAM_QUERIES, load_workload, warmup_workload
 from experiments.runner import Experiment, Outcome, main
 
@@ -52,12 +53,6 @@ SIZES: dict[str, dict[str, Any]] = {
     "laptop": {"rate": 50.0, "span_s": 90.0, "tail_s": 15.0, "teams": 20, "topics": 4, "per": 2},
     "cloud": {"rate": 400.0, "span_s": 300.0, "tail_s": 30.0, "teams": 60, "topics": 8, "per": 4},
 }
-#: Minimum share (%) of requests begun during a fault of each category that must succeed. A
-#: paused or stopped server fails whatever needs it (writes refused with -32002 in strict mode,
-#: database calls at their deadline); a cut or slowed link fails only one instance's share.
-AVAILABILITY_PCT = {"process": 50.0, "network": 70.0, "invalidation": 90.0, "clock": 90.0}
-#: Requests a category's availability needs before it means anything.
-MIN_FAULT_ROWS = 20
 #: Bound on every instance reporting Redis healthy again after the schedule.
 HEAL_BOUND_S = 90.0
 
@@ -181,7 +176,7 @@ class ChaosExperiment(Experiment):
         coherency.criteria = [gates.get(c.name, c) for c in coherency.criteria]
         found = [
             *fault_criteria(nemesis["faults"], facts["schedule_generated"]),
-            *availability_criteria(table, nemesis["faults"], facts["swarm_agents"]),
+            *chaos_availability.criteria(table, nemesis["faults"], facts["swarm_agents"]),
             after_healing_criterion(table, args.cache_mode, args.staleness_bound_ms),
             checks.holds(
                 "healthy_after_faults",
@@ -210,7 +205,7 @@ class ChaosExperiment(Experiment):
             "stale_reads_by_content": coherency.content.violations if coherency.content else None,
             "stale_reads_by_tier": cache_rows.stale_by_tier(table, args.cache_mode),
             "rows_by_instance": cache_rows.per_instance_counts(table),
-            "availability_by_category": availability(
+            "availability_by_kind": chaos_availability.report(
                 table, nemesis["faults"], facts["swarm_agents"]
             ),
             "strict": strict,
@@ -227,8 +222,6 @@ GATES = (
     "content_checkable_reads",
     "global_generation_known",
 )
-#: After a heal, instances need a moment to notice (their next health check) and recover.
-RECOVERY_GRACE_S = 5.0
 
 
 def outside_faults(table: pa.Table, faults: list[dict[str, Any]]) -> pa.Table:
@@ -281,75 +274,6 @@ def fault_criteria(faults: list[dict[str, Any]], generated: bool) -> list[Criter
             section=SECTION,
         )
     )
-    return out
-
-
-def _windows(faults: list[dict[str, Any]], category: str) -> list[tuple[int, int]]:
-    return [
-        (int(f["applied_ns"]), int(f["healed_ns"]))
-        for f in faults
-        if f["category"] == category and f["applied_ns"] is not None and f["healed_ns"] is not None
-    ]
-
-
-def fault_rows(
-    table: pa.Table,
-    faults: list[dict[str, Any]],
-    category: str,
-    swarm_agents: dict[Any, list[str]],
-) -> pa.Table:
-    """Rows begun during a fault of `category` (driver clock); for clock faults, the rows of the
-    skewed swarms."""
-    if category == "clock":
-        skewed = {
-            str(int(f["target"].split("-")[1]))
-            for f in faults
-            if f["category"] == "clock" and f["applied_ns"] is not None
-        }
-        agents = [a for k, ids in swarm_agents.items() if str(k) in skewed for a in ids]
-        return table.filter(pc.is_in(table.column("agent_id"), pa.array(agents, pa.string())))
-    begin, _, _ = clock_columns(table)
-    mask = [False] * table.num_rows
-    for lo, hi in _windows(faults, category):
-        for i in ((begin >= lo) & (begin <= hi)).nonzero()[0].tolist():
-            mask[i] = True
-    return table.filter(pa.array(mask, pa.bool_()))
-
-
-def availability(
-    table: pa.Table, faults: list[dict[str, Any]], swarm_agents: dict[Any, list[str]]
-) -> dict[str, dict[str, Any]]:
-    out = {}
-    for category in CATEGORIES:
-        rows = fault_rows(table, faults, category, swarm_agents)
-        rate = metrics.success_rate(rows)
-        out[category] = {
-            "rows": rows.num_rows,
-            "success_pct": None if rate is None else round(rate * 100, 2),
-            "threshold_pct": AVAILABILITY_PCT[category],
-        }
-    return out
-
-
-def availability_criteria(
-    table: pa.Table, faults: list[dict[str, Any]], swarm_agents: dict[Any, list[str]]
-) -> list[Criterion]:
-    out = []
-    present = {f["category"] for f in faults}
-    for category, found in availability(table, faults, swarm_agents).items():
-        if category not in present:
-            continue
-        out.append(
-            checks.at_least(
-                f"availability_{category}",
-                found["success_pct"],
-                AVAILABILITY_PCT[category],
-                evidence=Evidence(f"requests begun during {category} faults", found["rows"], 20),
-                unit="%",
-                description=f"share of requests begun during a {category} fault that succeeded",
-                section=SECTION,
-            )
-        )
     return out
 
 
