@@ -2,7 +2,7 @@
 that fault fail it, and the floors per fault kind.
 
 Attribution. A timed fault covers the requests begun from its application to its heal plus
-`RECOVERY_GRACE_S` (instances notice a healed server at their next health check or probe and
+`RECOVERY_GRACE_S` (never healed: to the end of the run; instances notice a healed server at their next health check or probe and
 recover; failures in that tail are the fault's). A request covered by exactly one timed fault is
 that fault's. A request covered by two or more is "overlapping": reported, never gated — the row
 cannot say which fault failed it, and blaming either would judge one fault by another's design
@@ -160,11 +160,14 @@ def fault_kind(fault: dict[str, Any]) -> str:
 
 
 def _timed(faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        f
-        for f in faults
-        if f["category"] != "clock" and f["applied_ns"] is not None and f["healed_ns"] is not None
-    ]
+    return [f for f in faults if f["category"] != "clock" and f["applied_ns"] is not None]
+
+
+def _covers_until_ns(fault: dict[str, Any]) -> int:
+    """Heal + grace; a fault never healed (faults_healed fails it) covers the rest of the run."""
+    if fault["healed_ns"] is None:
+        return np.iinfo(np.int64).max
+    return int(fault["healed_ns"]) + int(RECOVERY_GRACE_S * 1e9)
 
 
 def attribute(
@@ -177,7 +180,7 @@ def attribute(
     owner = np.full(table.num_rows, -1, dtype=np.int64)
     timed = _timed(faults)
     for index, f in enumerate(timed):
-        lo, hi = int(f["applied_ns"]), int(f["healed_ns"]) + int(RECOVERY_GRACE_S * 1e9)
+        lo, hi = int(f["applied_ns"]), _covers_until_ns(f)
         inside = (begin >= lo) & (begin <= hi)
         cover += inside
         owner[inside] = index
