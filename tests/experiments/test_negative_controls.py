@@ -157,7 +157,7 @@ CONTROLS: tuple[Control, ...] = (
         "late-invalidation:3000",
         "chaos",
         CHAOS_EVENTUAL,
-        "no_stale_reads",
+        "no_stale_reads_beyond_bound",
         "here",
         private=True,
     ),
