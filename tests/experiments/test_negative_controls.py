@@ -61,12 +61,9 @@ DB_STOP = ("--fault-mode", "stop")
 CHAOS_EVERY_KIND = EVERY_KIND
 CHAOS_CLEAN = "tests/experiments/test_chaos.py::test_chaos_ci_every_kind_passes_strict"
 #: Chaos in eventual mode with its stated bound, Redis paused once (short load: a given schedule
-#: sets the span). Strict mode cannot see `no-flush-on-reconnect` or `late-invalidation`: every
-#: strict L1 hit checks the generation in Redis, and strict refuses writes while Redis is away
-#: (the few `applied: true` ones are possibly-applied to the checker), so neither the missed
-#: flush nor a late message can serve a stale answer. Eventual mode trusts pub/sub while healthy
-#: and acknowledges writes during the outage: an un-flushed L1 (and un-fenced L2) after recovery,
-#: or a message 3 s late, serves reads staler than the 1 s bound.
+#: sets the span). Strict mode cannot see `late-invalidation`: every strict L1 hit checks the
+#: generation in Redis, so a late message never serves a stale answer. Eventual mode trusts
+#: pub/sub while healthy: a message 3 s late serves reads staler than the 1 s bound.
 CHAOS_EVENTUAL = (
     "--cache-mode",
     "eventual",
@@ -143,16 +140,11 @@ CONTROLS: tuple[Control, ...] = (
         CHAOS_CLEAN,
         private=True,
     ),
-    # Chaos in eventual mode (Redis paused): the same bugs, caught by the coherency checker's
-    # bound and explained by witnesses; the clean run of this configuration is here.
-    Control(
-        "no-flush-on-reconnect",
-        "chaos",
-        CHAOS_EVENTUAL,
-        "no_stale_reads_by_content",
-        "here",
-        private=True,
-    ),
+    # Chaos in eventual mode (Redis paused): a message applied 3 s late serves answers staler
+    # than the 1 s bound, explained by witnesses; the clean run of this configuration is here.
+    # `no-flush-on-reconnect` is not in chaos (docs/experiments.md, "Negative controls"): the
+    # 4.3 mix bumps every namespace about once a second, so an un-flushed entry is replaced
+    # within about the bound (1 stale read in one run, 0 in a run with three Redis pauses).
     Control(
         "late-invalidation:3000",
         "chaos",
