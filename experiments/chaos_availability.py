@@ -12,6 +12,7 @@ skewed swarm's recorded timestamps), so it never makes a request overlapping: th
 requests are the skewed swarms' requests under no timed fault. Requests under no fault at all
 ("unfaulted": before the first fault, between faults after the grace, the healed tail) must
 succeed like in a run without faults: a fault whose damage outlives the grace shows there.
+Chaos passes the rows of its load phase only (the nemesis runs there).
 
 Exposure. Each fault kind can fail, by design, only some requests ("exposed"); the others
 ("spared") must succeed as if nothing happened. `availability_<kind>` gates the spared ones;
