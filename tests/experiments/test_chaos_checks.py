@@ -78,3 +78,13 @@ def test_gates_are_judged_outside_the_faults(rows):
     sends = table.column("t_send_ns").to_pylist()
     assert kept == sorted([sends[after], sends[before]])
     assert sends[inside] not in kept and sends[grace] not in kept
+
+
+def test_a_given_schedule_sets_the_load_span():
+    from cluster.nemesis.schedule import KILL_BUDGET_S, parse_schedule
+    from experiments.chaos import RECOVERY_GRACE_S, given_span_s
+
+    given = parse_schedule("pause:redis@4s+5s, clock:swarm-0=+1s")
+    assert given_span_s(given) == 9 + RECOVERY_GRACE_S
+    killed = parse_schedule("kill:inst-0@2s, pause:redis@1s+3s")
+    assert given_span_s(killed) == 2 + KILL_BUDGET_S + RECOVERY_GRACE_S
