@@ -302,7 +302,7 @@ def criteria(
                 found.spared.pct,
                 rule.spared_pct,
                 evidence=Evidence(
-                    f"requests a {kind} fault must not fail", found.spared.rows, MIN_ROWS
+                    f"requests a {kind} fault must not fail", found.spared.rows, rule.min_spared
                 ),
                 unit="%",
                 description=f"requests begun during a {kind} fault (or its {RECOVERY_GRACE_S:g} s "

@@ -66,6 +66,12 @@ def test_too_few_rows_fails(rows):
     table, faults = _pg_pause(rows, spared_failing=0, spared=5)
     found = _by_name(criteria(table, faults, AGENTS))["availability_pause-postgres"]
     assert found.measured == 100.0 and found.verdict == "fail"  # 5 rows: no evidence
+    # a PostgreSQL outage spares only invalidations (a tenth of the mix): 10 of them suffice
+    assert KIND_RULES["pause-postgres"].min_spared == found.evidence.need == 10
+    table, faults = _pg_pause(rows, spared_failing=0, spared=14)
+    assert (
+        _by_name(criteria(table, faults, AGENTS))["availability_pause-postgres"].verdict == "pass"
+    )
     r = rows()  # a fault that covered no request at all is judged too (and fails)
     _calm(r)
     empty = _by_name(criteria(r.table(), [_fault("kill:inst-1@1s", "process", 100, 200)], AGENTS))
