@@ -1,9 +1,10 @@
 """Availability under faults (chaos): which fault each request was under, whether the design lets
 that fault fail it, and the floors per fault kind.
 
-Attribution. A timed fault covers the requests begun from its application to its heal plus
-`RECOVERY_GRACE_S` (never healed: to the end of the run; instances notice a healed server at their next health check or probe and
-recover; failures in that tail are the fault's). A request covered by exactly one timed fault is
+Attribution. A timed fault covers the requests in flight at any moment from its application to
+its heal plus `RECOVERY_GRACE_S` (never healed: to the end of the run). A request sent 20 ms
+before a freeze and timed out by it is the freeze's; instances notice a healed server at their
+next health check or probe and recover, so failures in that tail are the fault's too. A request covered by exactly one timed fault is
 that fault's. A request covered by two or more is "overlapping": reported, never gated — the row
 cannot say which fault failed it, and blaming either would judge one fault by another's design
 (a drawn schedule runs its faults one at a time, `cluster.nemesis.schedule.generate`, so only
@@ -181,13 +182,13 @@ def attribute(
 ) -> list[tuple[str, dict[str, Any] | None]]:
     """Per row: (kind, the fault) — or (OVERLAPPING, None), (UNFAULTED, None); rows of a skewed
     swarm under no timed fault are ("clock", that clock fault)."""
-    begin, _, _ = clock_columns(table)
+    begin, end, _ = clock_columns(table)
     cover = np.zeros(table.num_rows, dtype=np.int64)
     owner = np.full(table.num_rows, -1, dtype=np.int64)
     timed = _timed(faults)
     for index, f in enumerate(timed):
         lo, hi = int(f["applied_ns"]), _covers_until_ns(f)
-        inside = (begin >= lo) & (begin <= hi)
+        inside = (end >= lo) & (begin <= hi)  # in flight at any moment of it
         cover += inside
         owner[inside] = index
     by_swarm = {str(k): ids for k, ids in swarm_agents.items()}
@@ -305,7 +306,7 @@ def criteria(
                     f"requests a {kind} fault must not fail", found.spared.rows, rule.min_spared
                 ),
                 unit="%",
-                description=f"requests begun during a {kind} fault (or its {RECOVERY_GRACE_S:g} s "
+                description=f"requests in flight during a {kind} fault (or its {RECOVERY_GRACE_S:g} s "
                 f"recovery) that it must not fail, that succeeded: {rule.why_spared}",
                 section=SECTION,
             )

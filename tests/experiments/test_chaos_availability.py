@@ -137,3 +137,12 @@ def test_overlapping_faults_are_reported_apart_and_clock_skew_overlaps_nothing(r
         "pause-redis",  # a skewed swarm under a timed fault is that fault's
     ]
     assert UNFAULTED not in kinds
+
+
+def test_a_request_in_flight_when_a_fault_begins_is_that_faults(rows):
+    r = rows()
+    # sent 20 ms before PostgreSQL froze, timed out 2 s later by the freeze
+    r.add(op="read", send=980, recv=3000, success=False, error_code=-32001)
+    r.add(op="read", send=500, recv=600)  # answered before the fault: nobody's
+    faults = [_fault("pause:postgres@1s+5s", "process", 1000, 6000)]
+    assert [k for k, _ in attribute(r.table(), faults, AGENTS)] == ["pause-postgres", UNFAULTED]
