@@ -37,12 +37,11 @@ from actors.recorder import CLIENT_TIMEOUT, CONNECTION_LOST, NO_INSTANCE
 from analysis import checks
 from analysis.checks import Criterion, Evidence
 from analysis.history_view import clock_columns
-from cluster.nemesis.schedule import HEAL_GAP_S
 
 SECTION = "chaos"
-#: The tail after a heal still charged to the fault (the generator leaves this much quiet after
-#: every drawn fault, so the tail is never another fault's).
-RECOVERY_GRACE_S = HEAL_GAP_S
+#: The tail after a heal still charged to the fault (the generator leaves more quiet than this
+#: after every drawn fault, `HEAL_GAP_S`, so the tail is never another fault's).
+RECOVERY_GRACE_S = 5.0
 #: Rows a measured share needs before it means anything.
 MIN_ROWS = 20
 OVERLAPPING = "overlapping"

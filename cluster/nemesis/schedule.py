@@ -299,10 +299,14 @@ def load_schedule(spec: str | Path) -> Schedule:
 # -- seeded generation ---------------------------------------------------------------------------
 
 
-#: Quiet time after each drawn timed fault before the next may start: at least the recovery grace
-#: the checks give a heal (instances notice a healed server at their next health check and
-#: recover), so every request of a drawn schedule is under at most one fault.
-HEAL_GAP_S = 5.0
+#: Quiet time after each drawn timed fault before the next may start: the 5 s recovery grace
+#: chaos gives a heal (instances notice a healed server at their next health check and recover)
+#: plus 1 s for requests in flight across the boundary, so a request of a drawn schedule is under
+#: at most one fault.
+HEAL_GAP_S = 6.0
+#: What a `stop` adds to its duration in a drawn schedule: the restart (PostgreSQL healed ~5 s
+#: after its planned end in one run here).
+RESTART_BUDGET_S = 5.0
 #: What a `kill` occupies of a drawn schedule (its duration is 0: it is healed when Ray has
 #: restarted the instance and every instance answers again; ~8 s to the database connect of the
 #: new process on this 2-core machine, under load). A restart during a database outage fails
@@ -379,7 +383,9 @@ def generate(
 
 
 def _occupies(f: Fault) -> float:
-    return KILL_BUDGET_S if f.kind == "kill" else f.duration_s
+    if f.kind == "kill":
+        return KILL_BUDGET_S
+    return f.duration_s + (RESTART_BUDGET_S if f.kind == "stop" else 0.0)
 
 
 def _one_at_a_time(rng: random.Random, timed: list[Fault], span_s: float) -> list[Fault]:
@@ -387,7 +393,7 @@ def _one_at_a_time(rng: random.Random, timed: list[Fault], span_s: float) -> lis
     the slack left is spread at random over the gaps (and before the first)."""
     rng.shuffle(timed)
     lead = round(0.05 * span_s, 1)
-    fixed = sum(KILL_BUDGET_S for f in timed if f.kind == "kill") + HEAL_GAP_S * len(timed)
+    fixed = sum(_occupies(f) - f.duration_s for f in timed) + HEAL_GAP_S * len(timed)
     room = span_s - lead - fixed
     drawn = sum(f.duration_s for f in timed)
     floor = MIN_DRAWN_S * sum(1 for f in timed if f.kind != "kill")
