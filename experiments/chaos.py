@@ -23,7 +23,7 @@ that fault alone covered it (begun between its application and its heal + 5 s of
 two faults at once (say a PostgreSQL pause and an invalidation drop) make a row whose failure
 neither fault's design explains, and counting it for both judged the drop by the pause's design
 (74 % for an invalidation drop that failed nothing). So the drawn schedule runs its timed faults
-one at a time, each followed by 5 s of quiet (Jepsen's default nemesis does the same), and every
+one at a time, each followed by 6 s of quiet (Jepsen's default nemesis does the same), and every
 request of a drawn run is under at most one fault; a hand-written schedule may still overlap
 faults, and those requests are reported as "overlapping" and not gated (the coherency criteria
 judge them all the same). Per kind, the requests the design lets that fault fail ("exposed":
