@@ -7,14 +7,33 @@ least one fault of every category: process (Redis/PostgreSQL paused or stopped, 
 killed), network (latency, bandwidth, reset or blackhole between one instance and Redis or
 PostgreSQL, through the fault proxy), the invalidation channel (a share of one instance's pub/sub
 messages dropped or delayed) and clock (one swarm's clock skewed for the run). `--nemesis`
-replaces the drawn schedule with a given one.
+replaces the drawn schedule with a given one (the load then runs until its last fault is healed
+and recovered, plus the healed tail).
 
-Judged in strict mode: zero stale reads outside answers marked degraded (generations and
-content), every acknowledged write visible after healing (a tracked read per agent once every
-fault is healed and every instance reports Redis healthy), every request a row, every fault
-applied and healed, and availability (share of successful requests begun during a fault) per
-fault category at least its threshold. Each failed coherency criterion is explained by witnesses
-in summary.md (the write, where its invalidation was observed, the stale read).
+Judged in strict mode by default: zero stale reads outside answers marked degraded (generations
+and content), every acknowledged write visible after healing (a tracked read per agent once
+every fault is healed and every instance reports Redis healthy), every request a row, every
+fault applied and healed, and availability per fault KIND (`experiments/chaos_availability.py`).
+`--cache-mode eventual --staleness-bound-ms N` judges eventual mode against its stated bound
+(the run that catches `late-invalidation`, which strict mode's per-hit generation check makes
+invisible; `no-flush-on-reconnect` is not reliably visible in this mix, see docs/experiments.md).
+
+Availability, and why faults run one at a time. A failed request is blamed on a fault only when
+that fault alone covered it (begun between its application and its heal + 5 s of recovery):
+two faults at once (say a PostgreSQL pause and an invalidation drop) make a row whose failure
+neither fault's design explains, and counting it for both judged the drop by the pause's design
+(74 % for an invalidation drop that failed nothing). So the drawn schedule runs its timed faults
+one at a time, each followed by 6 s of quiet (Jepsen's default nemesis does the same), and every
+request of a drawn run is under at most one fault; a hand-written schedule may still overlap
+faults, and those requests are reported as "overlapping" and not gated (the coherency criteria
+judge them all the same). Per kind, the requests the design lets that fault fail ("exposed":
+writes and invalidations while Redis is away in strict mode; reads and writes while PostgreSQL
+is; the killed or cut-off instance's requests) are reported, and the others ("spared") must
+succeed (≥ 99 %, Redis away ≥ 95 %: one read in flight at the loss may wait out the socket
+timeout); every failure under one fault must carry an error code the design gives it; requests
+under no fault must succeed (≥ 99 %: a fault's damage must not outlive its recovery). Each
+failed coherency criterion is explained by witnesses in summary.md (the write, where its
+invalidation was observed, the stale read).
 
     python experiments/chaos.py --scale ci --seed 7 [--nemesis SCHEDULE] [--inject-bug NAME]
 """
@@ -29,15 +48,22 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis import checks, criteria, metrics
+from analysis import checks, criteria
 from analysis.checks import Criterion, Evidence
 from analysis.coherency import Needs, check_coherency
 from analysis.content import check_content
 from analysis.history_view import clock_columns
-from cluster.nemesis.schedule import CATEGORIES, Schedule, generate, load_schedule
+from cluster.nemesis.schedule import (
+    CATEGORIES,
+    KILL_BUDGET_S,
+    Schedule,
+    generate,
+    load_schedule,
+)
 from cluster.run import ClusterRun, RunError, RunResult
 from cluster.topology import load_preset
-from experiments import cache_rows
+from experiments import cache_rows, chaos_availability
+from experiments.chaos_availability import RECOVERY_GRACE_S
 from experiments.coherency import TEAM_QUERIES, load_workload, warmup_workload
 from experiments.runner import Experiment, Outcome, main
 
@@ -49,18 +75,21 @@ SIZES: dict[str, dict[str, Any]] = {
     "laptop": {"rate": 50.0, "span_s": 90.0, "tail_s": 15.0, "teams": 20, "topics": 4, "per": 2},
     "cloud": {"rate": 400.0, "span_s": 300.0, "tail_s": 30.0, "teams": 60, "topics": 8, "per": 4},
 }
-#: Minimum share (%) of requests begun during a fault of each category that must succeed. A
-#: paused or stopped server fails whatever needs it (writes refused with -32002 in strict mode,
-#: database calls at their deadline); a cut or slowed link fails only one instance's share.
-AVAILABILITY_PCT = {"process": 50.0, "network": 70.0, "invalidation": 90.0, "clock": 90.0}
-#: Requests a category's availability needs before it means anything.
-MIN_FAULT_ROWS = 20
 #: Bound on every instance reporting Redis healthy again after the schedule.
 HEAL_BOUND_S = 90.0
 
 
 def sizes(scale: str) -> dict[str, Any]:
     return SIZES.get(scale, SIZES["laptop"])
+
+
+def given_span_s(schedule: Schedule) -> float:
+    """The load before the healed tail for a given schedule: until its last timed fault ends
+    (a kill: its budget) and the recovery grace after it has passed."""
+    ends = [
+        f.start_s + (KILL_BUDGET_S if f.kind == "kill" else f.duration_s) for f in schedule.timed()
+    ]
+    return max(ends, default=0.0) + RECOVERY_GRACE_S
 
 
 def chaos_workload(size: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -136,6 +165,8 @@ class ChaosExperiment(Experiment):
 
     def drive(self, run: ClusterRun, args: argparse.Namespace) -> dict[str, Any]:
         size = sizes(args.scale)
+        if args.nemesis:  # a given schedule: the load runs through it, not the drawn span
+            size = {**size, "span_s": given_span_s(self.nemesis_schedule(args))}
         agents = run.topology.agent_count
         run.phase("warmup", warmup_workload(size["teams"], size["topics"], agents))
         phase = run.start_phase("load", chaos_workload(size, args.seed))
@@ -176,9 +207,13 @@ class ChaosExperiment(Experiment):
         outside = outside_faults(table, nemesis["faults"])
         gates = {c.name: c for c in check_coherency(outside, **judge).criteria if c.name in GATES}
         coherency.criteria = [gates.get(c.name, c) for c in coherency.criteria]
+        # Availability judges the load the nemesis runs in: the warm-up is a cold-cache burst
+        # before any fault (its timeouts are capacity, not faults), the after phase is judged by
+        # acked_writes_visible_after_healing.
+        load = table.filter(pc.fill_null(pc.equal(table.column("phase"), "load"), False))
         found = [
             *fault_criteria(nemesis["faults"], facts["schedule_generated"]),
-            *availability_criteria(table, nemesis["faults"], facts["swarm_agents"]),
+            *chaos_availability.criteria(load, nemesis["faults"], facts["swarm_agents"]),
             after_healing_criterion(table, args.cache_mode, args.staleness_bound_ms),
             checks.holds(
                 "healthy_after_faults",
@@ -207,8 +242,8 @@ class ChaosExperiment(Experiment):
             "stale_reads_by_content": coherency.content.violations if coherency.content else None,
             "stale_reads_by_tier": cache_rows.stale_by_tier(table, args.cache_mode),
             "rows_by_instance": cache_rows.per_instance_counts(table),
-            "availability_by_category": availability(
-                table, nemesis["faults"], facts["swarm_agents"]
+            "availability_by_kind": chaos_availability.report(
+                load, nemesis["faults"], facts["swarm_agents"]
             ),
             "strict": strict,
         }
@@ -224,8 +259,6 @@ GATES = (
     "content_checkable_reads",
     "global_generation_known",
 )
-#: After a heal, instances need a moment to notice (their next health check) and recover.
-RECOVERY_GRACE_S = 5.0
 
 
 def outside_faults(table: pa.Table, faults: list[dict[str, Any]]) -> pa.Table:
@@ -278,75 +311,6 @@ def fault_criteria(faults: list[dict[str, Any]], generated: bool) -> list[Criter
             section=SECTION,
         )
     )
-    return out
-
-
-def _windows(faults: list[dict[str, Any]], category: str) -> list[tuple[int, int]]:
-    return [
-        (int(f["applied_ns"]), int(f["healed_ns"]))
-        for f in faults
-        if f["category"] == category and f["applied_ns"] is not None and f["healed_ns"] is not None
-    ]
-
-
-def fault_rows(
-    table: pa.Table,
-    faults: list[dict[str, Any]],
-    category: str,
-    swarm_agents: dict[Any, list[str]],
-) -> pa.Table:
-    """Rows begun during a fault of `category` (driver clock); for clock faults, the rows of the
-    skewed swarms."""
-    if category == "clock":
-        skewed = {
-            str(int(f["target"].split("-")[1]))
-            for f in faults
-            if f["category"] == "clock" and f["applied_ns"] is not None
-        }
-        agents = [a for k, ids in swarm_agents.items() if str(k) in skewed for a in ids]
-        return table.filter(pc.is_in(table.column("agent_id"), pa.array(agents, pa.string())))
-    begin, _, _ = clock_columns(table)
-    mask = [False] * table.num_rows
-    for lo, hi in _windows(faults, category):
-        for i in ((begin >= lo) & (begin <= hi)).nonzero()[0].tolist():
-            mask[i] = True
-    return table.filter(pa.array(mask, pa.bool_()))
-
-
-def availability(
-    table: pa.Table, faults: list[dict[str, Any]], swarm_agents: dict[Any, list[str]]
-) -> dict[str, dict[str, Any]]:
-    out = {}
-    for category in CATEGORIES:
-        rows = fault_rows(table, faults, category, swarm_agents)
-        rate = metrics.success_rate(rows)
-        out[category] = {
-            "rows": rows.num_rows,
-            "success_pct": None if rate is None else round(rate * 100, 2),
-            "threshold_pct": AVAILABILITY_PCT[category],
-        }
-    return out
-
-
-def availability_criteria(
-    table: pa.Table, faults: list[dict[str, Any]], swarm_agents: dict[Any, list[str]]
-) -> list[Criterion]:
-    out = []
-    present = {f["category"] for f in faults}
-    for category, found in availability(table, faults, swarm_agents).items():
-        if category not in present:
-            continue
-        out.append(
-            checks.at_least(
-                f"availability_{category}",
-                found["success_pct"],
-                AVAILABILITY_PCT[category],
-                evidence=Evidence(f"requests begun during {category} faults", found["rows"], 20),
-                unit="%",
-                description=f"share of requests begun during a {category} fault that succeeded",
-                section=SECTION,
-            )
-        )
     return out
 
 

@@ -22,6 +22,8 @@ Kinds, their category, target and argument:
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -297,6 +299,23 @@ def load_schedule(spec: str | Path) -> Schedule:
 # -- seeded generation ---------------------------------------------------------------------------
 
 
+#: Quiet time after each drawn timed fault before the next may start: the 5 s recovery grace
+#: chaos gives a heal (instances notice a healed server at their next health check and recover)
+#: plus 1 s for requests in flight across the boundary, so a request of a drawn schedule is under
+#: at most one fault.
+HEAL_GAP_S = 6.0
+#: What a `stop` adds to its duration in a drawn schedule: the restart (PostgreSQL healed ~5 s
+#: after its planned end in one run here).
+RESTART_BUDGET_S = 5.0
+#: What a `kill` occupies of a drawn schedule (its duration is 0: it is healed when Ray has
+#: restarted the instance and every instance answers again; ~8 s to the database connect of the
+#: new process on this 2-core machine, under load). A restart during a database outage fails
+#: (the server needs PostgreSQL to start), so nothing may follow a kill this soon.
+KILL_BUDGET_S = 15.0
+#: Shortest duration a drawn fault is shrunk to when the span is tight.
+MIN_DRAWN_S = 2.0
+
+
 def generate(
     seed: int,
     span_s: float,
@@ -309,14 +328,18 @@ def generate(
 ) -> Schedule:
     """A random schedule drawn from `seed` alone (same arguments, same schedule).
 
-    Every category gets `per_category` faults. Process faults never overlap each other (one
-    server away at a time, with a gap so recovery can finish); the others land anywhere in
-    `span_s`. Every fault ends by `span_s`, so the tail of the load runs healed.
+    Every category gets `per_category` faults. The timed ones run ONE AT A TIME, in a random
+    order, each followed by `HEAL_GAP_S` of quiet (Jepsen's default nemesis does the same): a
+    request is then under at most one fault, so each kind's availability and each failure is
+    that fault's alone. Overlap stays possible in a hand-written schedule (`--nemesis`); chaos
+    reports requests under two faults as "overlapping" and gates none of them. Every fault ends
+    by `span_s` (durations shrink towards `MIN_DRAWN_S` if the span is tight), so the tail of
+    the load runs healed. Clock skews span the run (they change no answer of the service).
     """
     if span_s < 10:
         raise ScheduleError(f"a generated schedule needs a span of at least 10 s (got {span_s:g})")
     rng = random.Random(seed)
-    faults: list[Fault] = []
+    timed: list[Fault] = []
     wanted = list(dict.fromkeys(categories))
     process_kinds: Sequence[tuple[str, str]] = [
         ("pause", "redis"),
@@ -325,39 +348,80 @@ def generate(
         ("stop", "postgres"),
     ] + ([("kill", "")] if kill else [])
     if "process" in wanted:
-        slot = span_s / per_category
-        for k in range(per_category):
+        for _ in range(per_category):
             kind, target = rng.choice(list(process_kinds))
             if kind == "kill":
                 target = f"inst-{rng.randrange(instances)}"
-            duration = 0.0 if kind == "kill" else round(rng.uniform(2.0, min(6.0, slot / 3)), 1)
-            start = round(k * slot + rng.uniform(0.1 * slot, 0.55 * slot), 1)
-            faults.append(Fault(kind, target, start, duration))
+            duration = 0.0 if kind == "kill" else round(rng.uniform(2.0, 6.0), 1)
+            timed.append(Fault(kind, target, 0.0, duration))
     if "network" in wanted:
         for _ in range(per_category):
             kind = rng.choice(["latency", "bandwidth", "reset", "partition"])
             target = f"inst-{rng.randrange(instances)}/{rng.choice(SERVERS)}"
-            duration = round(rng.uniform(2.0, min(8.0, span_s / 4)), 1)
-            start = round(rng.uniform(0.05 * span_s, span_s - duration), 1)
             params: tuple[tuple[str, float], ...] = ()
             if kind == "latency":
                 params = (("latency_ms", rng.choice([20, 50, 100, 200])), ("jitter_ms", 20))
             elif kind == "bandwidth":
                 params = (("bytes_per_s", rng.choice([8_000, 32_000, 128_000])),)
-            faults.append(Fault(kind, target, start, duration, params))
+            timed.append(Fault(kind, target, 0.0, round(rng.uniform(2.0, 8.0), 1), params))
     if "invalidation" in wanted:
         for _ in range(per_category):
             kind = rng.choice(["drop-invalidations", "delay-invalidations"])
-            duration = round(rng.uniform(3.0, min(10.0, span_s / 3)), 1)
-            start = round(rng.uniform(0.05 * span_s, span_s - duration), 1)
             if kind == "drop-invalidations":
                 params = (("fraction", rng.choice([0.25, 0.5, 1.0])),)
             else:
                 params = (("delay_ms", rng.choice([500, 1500, 3000])), ("fraction", 1.0))
-            faults.append(Fault(kind, f"inst-{rng.randrange(instances)}", start, duration, params))
+            target = f"inst-{rng.randrange(instances)}"
+            timed.append(Fault(kind, target, 0.0, round(rng.uniform(3.0, 10.0), 1), params))
+    faults = _one_at_a_time(rng, timed, span_s)
     if "clock" in wanted:
         for index in rng.sample(range(swarms), min(swarms, per_category)):
             skew = rng.choice([-1, 1]) * rng.choice([150, 400, 1500])
             faults.append(Fault("clock", f"swarm-{index}", params=(("skew_ms", float(skew)),)))
     faults.sort(key=lambda f: (f.start_s, f.kind, f.target))
     return Schedule(tuple(faults), seed).validate(instances, swarms)
+
+
+def _occupies(f: Fault) -> float:
+    if f.kind == "kill":
+        return KILL_BUDGET_S
+    return f.duration_s + (RESTART_BUDGET_S if f.kind == "stop" else 0.0)
+
+
+def _one_at_a_time(rng: random.Random, timed: list[Fault], span_s: float) -> list[Fault]:
+    """Shuffle `timed` and lay it out in `span_s`: each fault, then `HEAL_GAP_S`, then the next;
+    the slack left is spread at random over the gaps (and before the first)."""
+    rng.shuffle(timed)
+    lead = round(0.05 * span_s, 1)
+    fixed = sum(_occupies(f) - f.duration_s for f in timed) + HEAL_GAP_S * len(timed)
+    room = span_s - lead - fixed
+    drawn = sum(f.duration_s for f in timed)
+    floor = MIN_DRAWN_S * sum(1 for f in timed if f.kind != "kill")
+    if room < floor:
+        raise ScheduleError(
+            f"a span of {span_s:g} s cannot hold {len(timed)} faults one at a time "
+            f"({HEAL_GAP_S:g} s apart); give a longer span or fewer faults per category"
+        )
+    if drawn > room:  # shrink every duration by the same share, none below MIN_DRAWN_S
+        share = (room - floor) / (drawn - floor) if drawn > floor else 0.0
+        timed = [
+            f
+            if f.kind == "kill"
+            else Fault(
+                f.kind,
+                f.target,
+                0.0,
+                math.floor((MIN_DRAWN_S + (f.duration_s - MIN_DRAWN_S) * share) * 10) / 10,
+                f.params,
+            )
+            for f in timed
+        ]
+    slack = max(0.0, room - sum(f.duration_s for f in timed))
+    cuts = sorted(rng.uniform(0.0, slack) for _ in timed)
+    shares = [b - a for a, b in itertools.pairwise([0.0, *cuts])]
+    out, at = [], lead
+    for f, extra in zip(timed, shares, strict=True):
+        start = math.floor((at + extra) * 10) / 10
+        out.append(Fault(f.kind, f.target, start, f.duration_s, f.params))
+        at = start + _occupies(f) + HEAL_GAP_S
+    return out

@@ -10,6 +10,8 @@ import pytest
 
 from cluster.nemesis.schedule import (
     CATEGORIES,
+    HEAL_GAP_S,
+    KILL_BUDGET_S,
     ScheduleError,
     generate,
     load_schedule,
@@ -83,13 +85,16 @@ def test_same_seed_same_schedule_and_every_category() -> None:
     assert first.categories() == set(CATEGORIES)
     assert any(generate(s, 40, 3, 3) != first for s in range(8, 12))
     for seed in range(30):
-        schedule = generate(seed, 40, instances=3, swarms=3, per_category=2)
+        schedule = generate(seed, 90, instances=3, swarms=3, per_category=2)
         assert schedule.categories() == set(CATEGORIES)
-        assert all(0 <= f.start_s and f.end_s <= 40 for f in schedule.faults)
-        process = sorted(
-            (f for f in schedule.faults if f.category == "process"), key=lambda f: f.start_s
-        )
-        assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(process))
+        assert all(0 <= f.start_s and f.end_s <= 90 for f in schedule.faults)
+        # one at a time: each timed fault (a kill: its budget) and the heal gap before the next
+        timed = sorted(schedule.timed(), key=lambda f: f.start_s)
+        assert all(
+            a.start_s + max(a.duration_s, KILL_BUDGET_S if a.kind == "kill" else 0) + HEAL_GAP_S
+            <= b.start_s + 0.05
+            for a, b in itertools.pairwise(timed)
+        ), schedule.text()
         # the text is the schedule: it parses back to the same faults
         assert parse_schedule(schedule.text()).faults == tuple(
             sorted(schedule.faults, key=lambda f: (f.start_s, f.kind, f.target))
@@ -112,3 +117,11 @@ def test_shipped_configs_parse() -> None:
     assert files
     for path in files:
         load_schedule(path).validate(instances=3, swarms=3)
+
+
+def test_a_span_too_short_for_one_at_a_time_is_refused() -> None:
+    with pytest.raises(ScheduleError, match="one at a time"):
+        generate(7, 20, instances=3, swarms=3, per_category=3)
+    # a tight span shrinks the drawn durations instead of overlapping the faults
+    tight = generate(7, 30, instances=3, swarms=3, kill=False)
+    assert all(f.end_s <= 30 for f in tight.faults)
