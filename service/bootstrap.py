@@ -88,11 +88,17 @@ async def start_services(settings: Settings) -> Services:
     from service.sessions import SessionRegistry
     from service.store import migrate
     from service.store.db import Database
+    from service.store.startup import wait_for_database
 
     started = time.monotonic()
     database_url, redis_url, owned = await asyncio.to_thread(resolve_urls, settings)
     settings = settings.with_urls(database_url, redis_url)
     try:
+        await wait_for_database(
+            database_url,
+            settings.database.startup_wait_s,
+            settings.database.acquire_timeout_s,
+        )
         await migrate.migrate(
             database_url,
             settings.state_dir.resolve() / "backups",

@@ -23,6 +23,8 @@ DEFAULT_POOL_MAX = 30
 DEFAULT_POOL_ACQUIRE_TIMEOUT_S = 10.0
 #: Ceiling of one database use (borrow + queries): the tools' 5 s budget.
 DEFAULT_DB_CALL_TIMEOUT_S = 5.0
+#: A server restarted during a database outage waits this long for it rather than failing.
+DEFAULT_DB_STARTUP_WAIT_S = 30.0
 DEFAULT_REDIS_POOL_MAX = 64
 DEFAULT_REDIS_POOL_TIMEOUT_S = 2.0
 DEFAULT_MAX_CONNECTIONS_PER_AGENT = 10
@@ -62,8 +64,12 @@ class DatabaseSettings:
     #: Deadline of one borrow-and-use of a connection; past it the connection is terminated.
     call_timeout_s: float = DEFAULT_DB_CALL_TIMEOUT_S
     vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
+    #: How long a starting server waits for PostgreSQL to answer (0: one attempt).
+    startup_wait_s: float = DEFAULT_DB_STARTUP_WAIT_S
 
     def __post_init__(self) -> None:
+        if self.startup_wait_s < 0:
+            raise ConfigError(f"TMWS_DB_STARTUP_WAIT={self.startup_wait_s} must be >= 0")
         if self.pool_min < 1 or self.pool_min > self.pool_max:
             raise ConfigError(
                 f"TMWS_POOL_MIN={self.pool_min} must be >= 1 and <= TMWS_POOL_MAX={self.pool_max}"
@@ -222,6 +228,7 @@ class Settings:
                 ),
                 call_timeout_s=r.float("TMWS_DB_CALL_TIMEOUT", DEFAULT_DB_CALL_TIMEOUT_S),
                 vector_index=r.choice("TMWS_VECTOR_INDEX", "hnsw", ("hnsw", "ivfflat")),  # type: ignore[arg-type]
+                startup_wait_s=r.float("TMWS_DB_STARTUP_WAIT", DEFAULT_DB_STARTUP_WAIT_S),
             ),
             limits=LimitSettings(
                 max_connections_per_agent=r.int(
