@@ -98,6 +98,10 @@ class LimitSettings:
     #: Encoded JSON bytes of a memory's `metadata` and of a task's `result`.
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     max_task_result_bytes: int = DEFAULT_MAX_TASK_RESULT_BYTES
+    #: permessage-deflate on the WebSocket (when the client offers it). Off by default: the
+    #: frames are small JSON on a LAN or loopback, where deflating every frame on both ends
+    #: costs CPU and buys nothing (scripts/bench_cached_path.py --compression compares).
+    ws_compression: bool = False
 
     def __post_init__(self) -> None:
         for name, value, least in (
@@ -244,6 +248,7 @@ class Settings:
                 max_task_result_bytes=r.int(
                     "TMWS_MAX_TASK_RESULT_BYTES", DEFAULT_MAX_TASK_RESULT_BYTES
                 ),
+                ws_compression=r.bool("TMWS_WS_COMPRESSION", False),
             ),
             cache=CacheSettings(
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]
