@@ -177,6 +177,9 @@ class Settings:
     #: A cache hit's answer waits for its learning-record row's commit (off: the row is written
     #: behind; a crash may lose the hits of the last group commit).
     record_waits_on_hits: bool = False
+    #: `tmws serve` runs on uvloop when it is installed (Ray's async actors pick it up by
+    #: themselves, RAY_USE_UVLOOP); false keeps asyncio's own loop.
+    uvloop: bool = True
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -217,6 +220,7 @@ class Settings:
             llm_url=r.str("TMWS_LLM_URL", "") or None,
             enable_test_patterns=r.bool("TMWS_ENABLE_TEST_PATTERNS", False),
             record_waits_on_hits=r.bool("TMWS_RECORD_WAITS_ON_HITS", False),
+            uvloop=r.bool("TMWS_UVLOOP", True),
             database=DatabaseSettings(
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),
