@@ -13,9 +13,10 @@ of the cached path to the bare server measured by the same client in the same ru
 (fast-mode regex route, strict-mode L1 hit with its Redis generation check, learning record);
 `bare ws + redis GET` is what any WebSocket server must at least do for such an answer.
 
-Both servers compress frames the same way, like for like: neither by default (the service's
-default, TMWS_WS_COMPRESSION=false), both with permessage-deflate under `--compression`, so the
-two runs show what compression costs the cached path.
+Like for like: both servers compress frames the same way, neither by default (the service's
+default, TMWS_WS_COMPRESSION=false), both with permessage-deflate under `--compression`; and both
+run on the same event loop, uvloop unless TMWS_UVLOOP=false (the service's default when uvloop
+is installed). Runs with and without each show what it is worth to the cached path.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ async def main_async(args: argparse.Namespace, urls: dict[str, str]) -> None:
     await wait_healthy(urls["tmws"])
     print(
         f"{args.connections} connections × {args.requests} requests, {args.in_flight} in flight, "
-        f"compression {'on' if args.compression else 'off'} on both servers"
+        f"compression {'on' if args.compression else 'off'} on both servers, "
+        f"loop {'asyncio' if os.environ.get('TMWS_UVLOOP') == 'false' else 'uvloop'} on both"
     )
     rates: dict[str, float] = {}
     for label, (target, method, params) in CASES.items():
@@ -201,7 +203,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.bare_server:
-        asyncio.run(bare_server(int(args.bare_server[0]), args.bare_server[1], args.compression))
+        from service.app import loop_factory
+        from service.config import Settings
+
+        with asyncio.Runner(loop_factory=loop_factory(Settings.from_env(os.environ))) as runner:
+            runner.run(bare_server(int(args.bare_server[0]), args.bare_server[1], args.compression))
         return 0
     port, bare_port = free_port(), free_port()
     with (
