@@ -386,6 +386,9 @@ class Swarm:
             nonlocal skipped
             rng = random.Random(f"{workload.seed}:{phase}:{agent.agent_id}")
             count = workload.requests_for(rng)
+            delay = workload.start_delay(rng)
+            if delay > 0:
+                await asyncio.sleep(delay)  # staggered start: part of the workload's pacing
             for seq in range(count):
                 if time.monotonic() >= deadline:
                     skipped += count - seq
@@ -393,7 +396,7 @@ class Swarm:
                 request = workload.request(agent.agent_id, seq, rng, self._team(workload, agent))
                 self.sent += 1
                 await agent.send(request, phase, workload.request_timeout_s)
-                think = workload.think(rng)
+                think = workload.think(rng) if seq + 1 < count else 0.0  # none after the last
                 if think > 0:
                     await asyncio.sleep(
                         think

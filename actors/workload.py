@@ -3,7 +3,9 @@
 A workload is a weighted mix of JSON-RPC methods plus a pacing mode:
 
 - closed loop: every agent sends `requests_per_agent` requests, each after the previous response
-  and a think time;
+  and a think time; with `staggered_start` each agent's first send waits a random part of one
+  think time, so the agents arrive spread out (as a running system sees them) instead of all at
+  t=0 (a thundering herd no steady state has);
 - open loop: sends are scheduled by a target-rate profile (ramp-up, sustain, ramp-down), never by
   previous responses, so a slow server cannot slow the sending (no coordinated omission). Latency
   is measured from the intended send time.
@@ -223,6 +225,9 @@ class Workload:
     #: Tracked entries use the team namespace plus this suffix ("" = the team's own): a separate
     #: notes namespace keeps their writes from invalidating the rest of the team's answers.
     tracked_suffix: str = ""
+    #: Closed loop: each agent's first send waits uniform(0, one think time) instead of going at
+    #: t=0 (off: every agent fires at once, the burst plan 1.1's concurrency test wants).
+    staggered_start: bool = False
 
     def __post_init__(self) -> None:
         if self.topics < 0:
@@ -265,6 +270,7 @@ class Workload:
             "team_prefix",
             "topics",
             "tracked_suffix",
+            "staggered_start",
         }
         unknown = set(data) - known
         if unknown:
@@ -291,6 +297,7 @@ class Workload:
             team_prefix=str(data.get("team_prefix", "")),
             topics=int(data.get("topics", 0)),
             tracked_suffix=str(data.get("tracked_suffix", "")),
+            staggered_start=bool(data.get("staggered_start", False)),
         )
 
     def choose(self, rng: random.Random) -> MethodWeight:
@@ -307,6 +314,13 @@ class Workload:
         """A think time in seconds drawn uniformly from the configured range."""
         lo, hi = self.think_time_s
         return lo if hi == lo else rng.uniform(lo, hi)
+
+    def start_delay(self, rng: random.Random) -> float:
+        """Seconds a closed-loop agent waits before its first send: 0, or with `staggered_start`
+        a uniform part of one think time (the agents' phases spread like a running system's)."""
+        if not self.staggered_start:
+            return 0.0
+        return rng.random() * self.think(rng)
 
     def team_namespace(self, run_id: str, slot: int) -> str | None:
         """The team namespace of the agent in `slot`, or None when the workload has no teams.

@@ -12,6 +12,11 @@ of the cached path to the bare server measured by the same client in the same ru
 `ping` is the transport floor of the TMWS server; `execute_pattern (cached)` is the full path
 (fast-mode regex route, strict-mode L1 hit with its Redis generation check, learning record);
 `bare ws + redis GET` is what any WebSocket server must at least do for such an answer.
+
+Like for like: both servers compress frames the same way, neither by default (the service's
+default, TMWS_WS_COMPRESSION=false), both with permessage-deflate under `--compression`; and both
+run on the same event loop, uvloop unless TMWS_UVLOOP=false (the service's default when uvloop
+is installed). Runs with and without each show what it is worth to the cached path.
 """
 
 from __future__ import annotations
@@ -112,7 +117,11 @@ def pct(values: list[float], q: float) -> float:
 
 async def main_async(args: argparse.Namespace, urls: dict[str, str]) -> None:
     await wait_healthy(urls["tmws"])
-    print(f"{args.connections} connections × {args.requests} requests, {args.in_flight} in flight")
+    print(
+        f"{args.connections} connections × {args.requests} requests, {args.in_flight} in flight, "
+        f"compression {'on' if args.compression else 'off'} on both servers, "
+        f"loop {'asyncio' if os.environ.get('TMWS_UVLOOP') == 'false' else 'uvloop'} on both"
+    )
     rates: dict[str, float] = {}
     for label, (target, method, params) in CASES.items():
         ws = urls[target].replace("http://", "ws://")
@@ -132,7 +141,7 @@ async def main_async(args: argparse.Namespace, urls: dict[str, str]) -> None:
 # ---------------------------------------------------------------- the bare server
 
 
-async def bare_server(port: int, redis_url: str) -> None:
+async def bare_server(port: int, redis_url: str, compression: bool) -> None:
     """A WebSocket server doing only what a cached answer needs: parse, one Redis GET, reply."""
     import redis.asyncio as aioredis
     from websockets.asyncio.server import ServerConnection, serve
@@ -150,7 +159,7 @@ async def bare_server(port: int, redis_url: str) -> None:
             result = json.loads(value) if value is not None else None
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": message.get("id"), "result": result}))
 
-    async with serve(handle, "127.0.0.1", port, compression=None):
+    async with serve(handle, "127.0.0.1", port, compression="deflate" if compression else None):
         await asyncio.Future()  # until terminated
 
 
@@ -185,11 +194,20 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="per connection and method")
     parser.add_argument("--in-flight", type=int, default=4, help="per connection")
     parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="permessage-deflate on both servers (TMWS_WS_COMPRESSION=true; default: off on both)",
+    )
+    parser.add_argument(
         "--bare-server", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.bare_server:
-        asyncio.run(bare_server(int(args.bare_server[0]), args.bare_server[1]))
+        from service.app import loop_factory
+        from service.config import Settings
+
+        with asyncio.Runner(loop_factory=loop_factory(Settings.from_env(os.environ))) as runner:
+            runner.run(bare_server(int(args.bare_server[0]), args.bare_server[1], args.compression))
         return 0
     port, bare_port = free_port(), free_port()
     with (
@@ -204,9 +222,12 @@ def main() -> int:
             "TMWS_RATE_PER_S": "100000",
             "TMWS_RATE_BURST": "100000",
             "HF_HUB_OFFLINE": "1",
+            "TMWS_WS_COMPRESSION": "true" if args.compression else "false",
         }
         tmws = [sys.executable, "-m", "service", "serve", "--port", str(port)]
         bare = [sys.executable, __file__, "--bare-server", str(bare_port), redis_url]
+        if args.compression:
+            bare.append("--compression")
         with process(tmws, env), process(bare, env):
             asyncio.run(wait_listening(bare_port))
             urls = {"tmws": f"http://127.0.0.1:{port}", "bare": f"http://127.0.0.1:{bare_port}"}

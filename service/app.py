@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -261,8 +261,22 @@ async def _announce(server: _Server, settings: Settings) -> None:
     print(line, flush=True)
 
 
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when wanted and installed, else None (asyncio's own)."""
+    if not settings.uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_server(settings: Settings) -> None:
     """Blocking entry point: serve until interrupted."""
     # uvicorn re-raises the SIGINT it handled gracefully; the shutdown already happened.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=loop_factory(settings)) as runner,
+    ):
+        runner.run(serve(settings))

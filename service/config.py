@@ -104,6 +104,10 @@ class LimitSettings:
     #: Encoded JSON bytes of a memory's `metadata` and of a task's `result`.
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     max_task_result_bytes: int = DEFAULT_MAX_TASK_RESULT_BYTES
+    #: permessage-deflate on the WebSocket (when the client offers it). Off by default: the
+    #: frames are small JSON on a LAN or loopback, where deflating every frame on both ends
+    #: costs CPU and buys nothing (scripts/bench_cached_path.py --compression compares).
+    ws_compression: bool = False
 
     def __post_init__(self) -> None:
         for name, value, least in (
@@ -179,6 +183,9 @@ class Settings:
     #: A cache hit's answer waits for its learning-record row's commit (off: the row is written
     #: behind; a crash may lose the hits of the last group commit).
     record_waits_on_hits: bool = False
+    #: `tmws serve` runs on uvloop when it is installed (Ray's async actors pick it up by
+    #: themselves, RAY_USE_UVLOOP); false keeps asyncio's own loop.
+    uvloop: bool = True
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -219,6 +226,7 @@ class Settings:
             llm_url=r.str("TMWS_LLM_URL", "") or None,
             enable_test_patterns=r.bool("TMWS_ENABLE_TEST_PATTERNS", False),
             record_waits_on_hits=r.bool("TMWS_RECORD_WAITS_ON_HITS", False),
+            uvloop=r.bool("TMWS_UVLOOP", True),
             database=DatabaseSettings(
                 url=r.str("TMWS_DATABASE_URL", "") or None,
                 pool_min=r.int("TMWS_POOL_MIN", DEFAULT_POOL_MIN),
@@ -251,6 +259,7 @@ class Settings:
                 max_task_result_bytes=r.int(
                     "TMWS_MAX_TASK_RESULT_BYTES", DEFAULT_MAX_TASK_RESULT_BYTES
                 ),
+                ws_compression=r.bool("TMWS_WS_COMPRESSION", False),
             ),
             cache=CacheSettings(
                 mode=r.choice("TMWS_CACHE_MODE", "strict", ("strict", "eventual")),  # type: ignore[arg-type]

@@ -79,6 +79,7 @@ def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": limits.max_frame_bytes * PROTOCOL_MAX_SIZE_FACTOR,
         "ws_ping_interval": heartbeat,
         "ws_ping_timeout": heartbeat,
+        "ws_per_message_deflate": limits.ws_compression,
     }
 
 

@@ -125,3 +125,14 @@ def test_build_request_namespace_and_params() -> None:
         MethodWeight("recall_memory", params={"namespace": "team", "limit": 2}), "a", 0, "q"
     )
     assert shared.namespace == "team" and shared.params["limit"] == 2
+
+
+def test_staggered_start_spreads_first_sends_within_one_think_time() -> None:
+    plain = Workload.from_dict({"think_time_ms": [1000, 3000]})
+    assert plain.start_delay(random.Random(1)) == 0.0  # off: every agent at t=0
+    staggered = Workload.from_dict({"think_time_ms": [1000, 3000], "staggered_start": True})
+    delays = [staggered.start_delay(random.Random(i)) for i in range(400)]
+    assert all(0.0 <= d <= 3.0 for d in delays)
+    # spread over the think time, not bunched: every half-second slot below 1 s gets some
+    assert all(any(lo <= d < lo + 0.5 for d in delays) for lo in (0.0, 0.5))
+    assert 0.5 < sum(delays) / len(delays) < 1.5  # mean ≈ half the 2 s mean think time

@@ -46,3 +46,12 @@ async def test_full_stack_store_then_recall_over_both_transports(
             assert recalled.structured_content["results"][0]["content"] == "sdk wrote this"
     finally:
         await stop_background(server, task)
+
+
+def test_serve_runs_on_uvloop_unless_switched_off() -> None:
+    import uvloop
+
+    from service.app import loop_factory
+
+    assert loop_factory(Settings.from_env({})) is uvloop.new_event_loop
+    assert loop_factory(Settings.from_env({"TMWS_UVLOOP": "false"})) is None

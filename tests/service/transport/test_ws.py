@@ -329,3 +329,16 @@ async def test_pending_calls_fail_when_the_socket_closes(
 def test_ws_url_building() -> None:
     assert ws_url("ws://h:1", "a") == "ws://h:1/ws/mcp?agent_id=a"
     assert ws_url("ws://h:1/ws/mcp", "a b", "t") == "ws://h:1/ws/mcp?agent_id=a+b&token=t"
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_permessage_deflate_only_when_configured(
+    start_server: StartServer, enabled: bool
+) -> None:
+    # The client offers deflate (websockets' default); the server takes it only when asked to.
+    server = await start_server(ws_compression=enabled)
+    async with connect(f"{server.ws}?agent_id=agent-z") as ws:
+        await ws.recv()  # welcome
+        assert ws.response is not None
+        negotiated = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in negotiated) is enabled
