@@ -256,6 +256,11 @@ async def stages_async(args: argparse.Namespace) -> None:
     )
     diff = np.abs(torch_direct.encode(queries[:32]) - onnx_direct.encode(queries[:32])).max()
     print(f"  largest |torch - onnx| over 32 query vectors: {diff:.1e}")
+    # Under load the embedder encodes batches: the backend must not lose there either.
+    batches = [queries[i : i + 16] for i in range(0, len(queries) - 15, 16)]
+    for name, direct in (("torch", torch_direct), ("onnx", onnx_direct)):
+        per_text = per_call_ms(direct.encode, batches)
+        print(f"  batch of 16, {name:5s} per text {per_text:7.3f} ms ({len(batches)} batches)")
 
     registry = PatternRegistry.load(settings.patterns_path)
     patterns = list(registry.patterns)
