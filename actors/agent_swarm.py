@@ -8,8 +8,13 @@ from typing import Any
 import ray
 
 from actors.agents import Endpoint, PhaseReport, Swarm, SwarmConfig
+from actors.ray_metrics import SwarmMetrics
 from actors.recorder import SwarmOutput
 from actors.workload import Workload
+
+#: Samples one status poll publishes at most (~24 µs each, on the agents' event loop: a poll
+#: must not stall them for more than ~25 ms); the rest wait for the next poll or the phase end.
+PUBLISH_PER_POLL = 1000
 
 
 @ray.remote(max_restarts=0)
@@ -19,6 +24,9 @@ class AgentSwarm:
     def __init__(self, config: SwarmConfig) -> None:
         self._swarm = Swarm(config)
         self._node_id = ray.get_runtime_context().get_node_id()
+        # Request counts and latencies for the Ray dashboard, published in batches.
+        self._metrics = SwarmMetrics(config.swarm_id)
+        self._swarm.recorder.keep_samples()
 
     def node_id(self) -> str:
         return self._node_id
@@ -34,10 +42,22 @@ class AgentSwarm:
     ) -> PhaseReport:
         if not isinstance(workload, Workload):
             workload = Workload.from_dict(workload)
-        return await self._swarm.run_phase(phase, workload, rate_share)
+        try:
+            return await self._swarm.run_phase(phase, workload, rate_share)
+        finally:
+            self._publish()
 
     def status(self) -> dict[str, Any]:
-        return {**self._swarm.status(), "node_id": self._node_id}
+        # The driver polls this during every phase: the metrics stay current.
+        self._publish(PUBLISH_PER_POLL)
+        return {
+            **self._swarm.status(),
+            "node_id": self._node_id,
+            "metrics_published": self._metrics.published,
+        }
+
+    def _publish(self, limit: int | None = None) -> None:
+        self._metrics.publish(self._swarm.recorder.take_samples(limit))
 
     def clock(self) -> int:
         return self._swarm.clock()

@@ -33,6 +33,9 @@ CLIENT_ERROR_REASONS: dict[int, str] = {
 
 #: Histogram key that holds every request of the swarm.
 ALL = "all"
+#: Samples kept for `actors.ray_metrics` between two takes; beyond this they are counted, not kept
+#: (a swarm whose samples nobody takes must not grow without bound).
+MAX_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,19 @@ class SessionInfo:
     node_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What the Ray metrics need of one request (`Recorder.keep_samples`)."""
+
+    method: str
+    instance_id: str | None
+    success: bool
+    #: the error reason of a failed request ("ok" when it succeeded)
+    outcome: str
+    latency_ms: float
+    timings: dict[str, float] | None
+
+
 @dataclass
 class SwarmOutput:
     """What a swarm ships to the driver: one record batch and encoded histograms by method."""
@@ -89,6 +105,18 @@ def _int_or_none(value: Any) -> int | None:
 
 def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def server_timings(result: Mapping[str, Any]) -> dict[str, float] | None:
+    """The server's stage timings (ms) of an answer, or None when it reported none."""
+    timings = result.get("timings")
+    if not isinstance(timings, Mapping):
+        return None
+    return {
+        str(stage): float(ms)
+        for stage, ms in timings.items()
+        if isinstance(ms, int | float) and not isinstance(ms, bool)
+    }
 
 
 def _recall_output(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -189,6 +217,7 @@ def build_row(
         "memories_seen": memories_seen(r) if request.op == "read" else None,
         "topic": request.topic,
         "applied": outcome.applied,
+        "server_timings": server_timings(r),
     }
 
 
@@ -214,6 +243,25 @@ class Recorder:
         self._buffer = HistoryBuffer()
         self._histograms: dict[str, HdrHistogram] = {}
         self.recorded = 0
+        self._samples: list[Sample] | None = None
+        self.samples_dropped = 0
+
+    def keep_samples(self) -> None:
+        """Keep a `Sample` of every request from now on, for `take_samples` (Ray metrics)."""
+        if self._samples is None:
+            self._samples = []
+
+    def take_samples(self, limit: int | None = None) -> list[Sample]:
+        """The oldest `limit` (default all) samples kept since the last take (none unless
+        `keep_samples` was called); the rest wait for the next take."""
+        samples = self._samples or []
+        if self._samples is None:
+            return []
+        if limit is None or len(samples) <= limit:
+            self._samples = []
+            return samples
+        self._samples = samples[limit:]
+        return samples[:limit]
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -250,6 +298,20 @@ class Recorder:
                 hist = self._histograms[key] = hdr.new_histogram()
             hdr.record_ms(hist, row["latency_ms"])
         self.recorded += 1
+        if self._samples is not None:
+            if len(self._samples) >= MAX_SAMPLES:
+                self.samples_dropped += 1
+            else:
+                self._samples.append(
+                    Sample(
+                        request.method,
+                        row["instance_id"],
+                        row["success"],
+                        "ok" if row["success"] else str(row["error_reason"]),
+                        row["latency_ms"],
+                        row["server_timings"],
+                    )
+                )
 
     def drain(self) -> SwarmOutput:
         """Everything recorded since the last drain; buffers and histograms start empty again."""

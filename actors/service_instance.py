@@ -9,6 +9,7 @@ Ray restarts a killed instance (`max_restarts`) the next call brings the server 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import warnings
@@ -20,10 +21,13 @@ import httpx
 import psutil
 import ray
 
+from actors.ray_mirror import PrometheusMirror, registry_of
 from service.config import Settings
 
 if TYPE_CHECKING:
     from service.context import Services
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESTARTS = 3
 WS_PATH = "/ws/mcp"
@@ -61,6 +65,11 @@ class ServiceHost:
         self._process = psutil.Process(os.getpid())
         self._app: Any = None
         self._process.cpu_percent(None)  # prime: the next call reports usage since now
+
+    @property
+    def app(self) -> Any:
+        """The running ASGI app (None before `start`)."""
+        return self._app
 
     @property
     def running(self) -> bool:
@@ -153,6 +162,8 @@ class ServiceInstance:
             warnings.simplefilter("ignore", DeprecationWarning)
             reconstructed = context.was_current_actor_reconstructed
         self._host.restarts = 1 if reconstructed else 0
+        # The instance's /metrics as Ray gauges, refreshed whenever the driver samples stats.
+        self._mirror = PrometheusMirror(self._host.settings.instance_id)
 
     async def start(self) -> InstanceInfo:
         return await self._host.start()
@@ -165,7 +176,12 @@ class ServiceInstance:
 
     async def stats(self) -> dict[str, Any]:
         await self._host.start()
-        return self._host.stats()
+        stats = self._host.stats()
+        try:
+            stats["ray_metrics_set"] = self._mirror.publish(registry_of(self._host.app))
+        except Exception:  # the dashboard's copy must never cost the run its resource samples
+            log.exception("ray metrics: mirroring %s failed", self._host.settings.instance_id)
+        return stats
 
     async def stop(self) -> None:
         await self._host.stop()

@@ -10,6 +10,12 @@ Verdicts follow Jepsen's valid? true / false / unknown: `pass`, `fail`, or `skip
 judged here, e.g. servers given by URL cannot be stopped). A skipped critical criterion fails the
 run unless the user names it (`--allow-skip NAME`, see `allow_skips`).
 
+Timing criteria (`timing`: a latency, duration or rate measured by the load generator's clocks)
+can be *not measurable*: when the generator itself was saturated during the phases they judge
+(`analysis.generator`), its timings measure its own backlog, not the service. Such a criterion
+does not pass (no evidence of the service meeting its target) and says why (`not_measurable`),
+so the report blames the generator, not the service.
+
 Builders: `at_least`, `at_most`, `equals` (a number against a threshold), `holds` (a boolean fact
 with its evidence), `skipped`. All take `evidence=Evidence(...)` as a required keyword.
 """
@@ -22,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 Verdict = Literal["pass", "fail", "skip"]
+#: Units of criteria judging time or rate as the load generator measured it.
+TIMING_UNITS = frozenset({"ms", "s", "rps", "qps", "req/s"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ class Criterion:
     skip_allowed: bool = False
     # Which metrics.json key this criterion judges (lets the terminal box show ✓/✗ per metric).
     metric: str | None = None
+    #: Judges a time or rate the load generator measured (see the module doc).
+    timing: bool = False
+    #: Why this criterion could not be judged against the service (it does not pass).
+    not_measurable: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.evidence, Evidence):
@@ -91,6 +103,8 @@ class Criterion:
             raise ValueError(f"criterion {self.name!r} cannot pass: {self.evidence.shortfall()}")
         if self.passed and self.skipped:
             raise ValueError(f"criterion {self.name!r} cannot be both passed and skipped")
+        if self.passed and self.not_measurable:
+            raise ValueError(f"criterion {self.name!r} cannot pass: {self.not_measurable}")
 
     @property
     def verdict(self) -> Verdict:
@@ -127,7 +141,9 @@ class Criterion:
         return f"{text}{self.unit}" if self.unit else text
 
     def status(self) -> str:
-        """PASS, FAIL, SKIPPED, SKIPPED (allowed) or SKIPPED (not allowed)."""
+        """PASS, FAIL, NOT MEASURABLE, SKIPPED, SKIPPED (allowed) or SKIPPED (not allowed)."""
+        if self.not_measurable and not self.skipped:
+            return "NOT MEASURABLE"
         if not self.skipped:
             return "PASS" if self.passed else "FAIL"
         if not self.critical:
@@ -140,6 +156,11 @@ class Criterion:
         if self.skipped:
             hint = "" if self.skip_allowed or not self.critical else f"; --allow-skip {self.name}"
             return f"{head}{self.measured_text()}{hint}"
+        if self.not_measurable:
+            return (
+                f"{head}{self.not_measurable}; measured {self.measured_text()} against "
+                f"{self.threshold} (not a verdict on the service)"
+            )
         if self.insufficient:
             return f"{head}{self.evidence.shortfall()}; measured {self.measured_text()}"
         return f"{head}expected {self.threshold}, measured {self.measured_text()}"
@@ -170,10 +191,12 @@ def _check(
     unit: str = "",
     section: str = "",
     metric: str | None = None,
+    timing: bool | None = None,
 ) -> Criterion:
     """A numeric criterion: passes when `ok`, something was measured and the evidence suffices.
 
-    A missing (None or NaN) measurement fails; it is never skipped and never passed.
+    A missing (None or NaN) measurement fails; it is never skipped and never passed. `timing`
+    defaults to whether `unit` is a time or rate (`TIMING_UNITS`).
     """
     has_value = _finite(measured)
     return Criterion(
@@ -187,6 +210,7 @@ def _check(
         unit=unit,
         section=section,
         metric=metric,
+        timing=unit.strip() in TIMING_UNITS if timing is None else timing,
     )
 
 
@@ -200,7 +224,7 @@ def at_least(
     **options: Any,
 ) -> Criterion:
     """measured >= threshold (or > with strict=True); `options` are description, critical,
-    unit, section, metric."""
+    unit, section, metric, timing."""
     ok = _finite(measured) and (measured > threshold if strict else measured >= threshold)  # type: ignore[operator]
     return _check(
         name, measured, threshold, ">" if strict else "≥", ok, evidence=evidence, **options
@@ -241,8 +265,10 @@ def holds(
     description: str = "",
     critical: bool = True,
     section: str = "",
+    timing: bool = False,
 ) -> Criterion:
-    """A boolean fact (e.g. 'error message names the database') with the evidence behind it."""
+    """A boolean fact (e.g. 'error message names the database') with the evidence behind it;
+    `timing` when the fact is about latencies or rates the generator measured."""
     return Criterion(
         name=name,
         description=description,
@@ -252,7 +278,13 @@ def holds(
         evidence=evidence,
         critical=critical,
         section=section,
+        timing=timing,
     )
+
+
+def not_measurable(criterion: Criterion, reason: str) -> Criterion:
+    """`criterion` not passed because it could not be judged against the service (`reason`)."""
+    return replace(criterion, passed=False, not_measurable=reason)
 
 
 def skipped(
@@ -302,6 +334,8 @@ class Tally:
     skipped_not_allowed: int = 0
     #: Failed criteria (critical or not) whose evidence fell short.
     insufficient: int = 0
+    #: Failed criteria (critical or not) that could not be judged: the generator saturated.
+    not_measurable: int = 0
 
     @property
     def pass_rate(self) -> float:
@@ -326,4 +360,5 @@ def tally(criteria: list[Criterion]) -> Tally:
         critical_failed=sum(1 for c in failed if c.critical),
         skipped_not_allowed=sum(1 for c in criteria if c.skipped and c.blocks),
         insufficient=sum(1 for c in failed if c.insufficient),
+        not_measurable=sum(1 for c in failed if c.not_measurable),
     )

@@ -14,6 +14,7 @@ from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
 from analysis.markdown import mark
 from analysis.propagation import all_delays_ms
+from analysis.stage_plots import breakdown_figures
 from analysis.terminal import dashboard_box
 
 _CSS = """
@@ -21,7 +22,8 @@ body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
 h1 .pass{color:#2a7d2a}h1 .fail{color:#b22}
 pre.box{background:#111;color:#eee;padding:12px;display:inline-block;line-height:1.1}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-tr.fail td{background:#fde2e2}tr.skip td{color:#888}
+tr.fail td{background:#fde2e2}tr.skip td{color:#888}tr.unmeasurable td{background:#fff3cd}
+.warn{background:#fff3cd;border:2px solid #d9a400;padding:8px 12px;font-size:15px}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots svg{border:1px solid #ddd;background:#fff}
 """
 _PROPAGATION_HEAD = (
@@ -48,7 +50,7 @@ def _head(names: tuple[str, ...]) -> str:
 def _criteria_table(criteria: list[Criterion]) -> str:
     rows = []
     for c in criteria:
-        state = "fail" if c.blocks else c.verdict
+        state = "unmeasurable" if c.not_measurable else "fail" if c.blocks else c.verdict
         critical = "yes" if c.critical else "no"
         cells = (
             mark(c),
@@ -119,6 +121,16 @@ def _coherency_section(report: CoherencyReport) -> str:
     )
 
 
+def _generator_warning(load_generator: dict[str, Any] | None) -> str:
+    if not load_generator or not load_generator.get("saturated"):
+        return ""
+    return (
+        f'<p class="warn">⚠ <b>{escape(str(load_generator["reason"]))}</b>. Latencies and rates '
+        "of the timed phases include the load generator's own backlog: timing criteria are "
+        "marked not measurable (not passed, and not the service's fault).</p>"
+    )
+
+
 def render_dashboard(
     *,
     run_id: str,
@@ -147,12 +159,22 @@ def render_dashboard(
         f"<title>{escape(scenario)} · {escape(run_id)}</title>",
         f"<style>{_CSS}</style>{plots.script_tag()}</head><body>",
         f"<h1>{escape(scenario)}: {verdict}</h1><p>run <code>{escape(run_id)}</code></p>",
+        _generator_warning(metrics.get("load_generator")),
         f'<pre class="box">{escape(box)}</pre>',
         f"<h2>Criteria</h2>{_criteria_table(criteria)}",
         '<p><a href="timeline.html">timeline.html</a>: every request by instance and swarm, '
         "faults and witnesses</p>",
         f'<h2>Plots</h2><div class="plots">{"".join(plots.history_figures(history, faults))}</div>',
     ]
+    breakdown = breakdown_figures(history, metrics.get("latency_breakdown"), faults)
+    if breakdown:
+        parts.append(
+            "<h2>Where the time goes</h2><p>Server stage timings stacked against each request's "
+            "latency; <i>unaccounted</i> is network, serialisation, both event loops' backlogs "
+            "and (open loop) the generator's lag behind its schedule. The ≥p95 bars are the "
+            "slowest 5 %, labelled with the share the server's stages explain.</p>"
+            f'<div class="plots">{"".join(breakdown)}</div>'
+        )
     if coherency is not None:
         parts.append(_coherency_section(coherency))
     if resources is not None and resources.num_rows:

@@ -20,6 +20,8 @@ def _is_failure(c: Criterion) -> bool:
 def _failure_type(c: Criterion) -> str:
     if c.skipped:
         return "skipped"
+    if c.not_measurable:
+        return "not_measurable" if c.critical else "non_critical_not_measurable"
     if c.insufficient:
         return "insufficient_evidence" if c.critical else "non_critical_insufficient_evidence"
     return "criterion" if c.critical else "non_critical"
@@ -28,6 +30,8 @@ def _failure_type(c: Criterion) -> str:
 def _failure_message(c: Criterion) -> str:
     if c.skipped:
         return f"skipped, not allowed: {c.measured_text()} (accept with --allow-skip {c.name})"
+    if c.not_measurable:
+        return f"not measurable: {c.not_measurable}"
     if c.insufficient:
         return c.evidence.shortfall()
     return f"expected {c.threshold}, measured {c.measured_text()}"

@@ -6,6 +6,8 @@ from typing import Any
 
 from analysis.checks import Criterion, tally
 from analysis.coherency import CoherencyReport
+from analysis.generator import markdown_lines as generator_warning
+from analysis.stages import markdown_table as breakdown_table
 from analysis.terminal import format_duration
 
 _KEY_METRICS = (
@@ -30,7 +32,10 @@ def _cell(value: Any) -> str:
 
 
 def mark(c: Criterion) -> str:
-    """✓ passed, ✗ failed (or skipped without --allow-skip), ⊘ skipped and accepted."""
+    """✓ passed, ✗ failed (or skipped without --allow-skip), ⊘ skipped and accepted, ⚠ not
+    measurable (the load generator saturated; not passed either)."""
+    if c.not_measurable and not c.skipped:
+        return "⚠"
     if c.skipped:
         return "✗⊘" if c.blocks else "⊘"
     return "✓" if c.passed else "✗"
@@ -54,7 +59,9 @@ def summary_markdown(
         "",
         f"Run `{run_id}` · {format_duration(duration_s)} · {t.passed} passed, {t.failed} failed "
         f"({t.critical_failed} critical, {t.insufficient} for lack of evidence), {t.skipped} "
-        f"skipped ({t.skipped_not_allowed} not allowed)",
+        f"skipped ({t.skipped_not_allowed} not allowed)"
+        + (f", {t.not_measurable} not measurable" if t.not_measurable else ""),
+        *generator_warning(metrics.get("load_generator")),
         "",
         "## Criteria",
         "",
@@ -75,6 +82,7 @@ def summary_markdown(
     lines += [
         f"| {label} | {_cell(metrics.get(key))} |" for key, label in _KEY_METRICS if key in metrics
     ]
+    lines += breakdown_table(metrics.get("latency_breakdown"))
     errors = metrics.get("errors") or {}
     if errors:
         lines += ["", "## Errors", "", "| Error | Count |", "|---|---|"]

@@ -27,7 +27,7 @@ CATEGORY_COLOURS = {
     "invalidation": "rgba(148, 103, 189, 0.18)",
     "clock": "rgba(23, 190, 207, 0.10)",
 }
-_LAYOUT = {"height": 330, "width": 640, "margin": {"l": 60, "r": 20, "t": 50, "b": 45}}
+LAYOUT = {"height": 330, "width": 640, "margin": {"l": 60, "r": 20, "t": 50, "b": 45}}
 
 
 @cache
@@ -117,7 +117,7 @@ def history_figures(
         title="Latency CDF (successful requests)",
         xaxis_title="latency (ms)",
         yaxis_title="fraction ≤ x",
-        **_LAYOUT,
+        **LAYOUT,
     )
     ends = (end - origin) / 1e9
     throughput = go.Figure()
@@ -127,7 +127,7 @@ def history_figures(
         x, y = _rate_series(ends[~success], bucket_s)
         throughput.add_trace(go.Scatter(x=x, y=y, mode="lines", name="failed"))
     throughput.update_layout(
-        title="Throughput over time", xaxis_title="time (s)", yaxis_title="requests/s", **_LAYOUT
+        title="Throughput over time", xaxis_title="time (s)", yaxis_title="requests/s", **LAYOUT
     )
     hits = go.Figure()
     tier = history.column("cache_hit")
@@ -148,7 +148,7 @@ def history_figures(
             )
         )
     hits.update_layout(
-        title="Cache hit rate over time", xaxis_title="time (s)", yaxis_title="hit rate", **_LAYOUT
+        title="Cache hit rate over time", xaxis_title="time (s)", yaxis_title="hit rate", **LAYOUT
     )
     for fig in (throughput, hits):
         shade(fig, faults, origin)
@@ -192,7 +192,7 @@ def resource_figures(
                     name=str(src),
                 )
             )
-        fig.update_layout(title=label, xaxis_title="time (s)", yaxis_title=label, **_LAYOUT)
+        fig.update_layout(title=label, xaxis_title="time (s)", yaxis_title=label, **LAYOUT)
         if origin is not None:
             shade(fig, faults, origin)
         out.append(div(fig, f"plot-resource-{column}"))
@@ -201,5 +201,5 @@ def resource_figures(
 
 def histogram_figure(values: Sequence[float], *, title: str, x_label: str, div_id: str) -> str:
     fig = go.Figure(go.Histogram(x=list(values), nbinsx=40))
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title="count", **_LAYOUT)
+    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title="count", **LAYOUT)
     return div(fig, div_id)

@@ -27,6 +27,7 @@ from analysis.junit import junit_xml
 from analysis.markdown import summary_markdown
 from analysis.resources import RESOURCE_SCHEMA, resource_summary
 from analysis.schema import HISTORY_SCHEMA
+from analysis.stages import summary as latency_breakdown
 from analysis.timeline import render_timeline
 from analysis.witness import stale_rows, witness_markdown, witness_points, witnesses
 
@@ -108,6 +109,8 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     judged = all_criteria(criteria, coherency)
+    if "latency_breakdown" not in metrics:
+        metrics = {**metrics, "latency_breakdown": latency_breakdown(history)}
     duration_s = (finished_at - started_at).total_seconds()
     res_summary = (
         resource_summary(resources) if resources is not None and resources.num_rows else None
@@ -128,6 +131,7 @@ def write_report(
             "critical_failed": t.critical_failed,
             "skipped_not_allowed": t.skipped_not_allowed,
             "insufficient_evidence": t.insufficient,
+            "not_measurable": t.not_measurable,
         },
         "allowed_skips": sorted(c.name for c in judged if c.skipped and c.skip_allowed),
         "criteria": [c.to_dict() for c in judged],

@@ -14,6 +14,12 @@ Content (the coherency set check): a `store_memory` row carries the `memory_id` 
 the ids of the memories its answer included (`memories_seen`; null when the answer shows none),
 and both a `topic` when the workload tracks content: a write's content is exactly its topic, so a
 recall of that topic in the same namespace must return it.
+
+Server stage timings (`server_timings`): the stage -> ms map the server returned with the answer
+(`execute_pattern`'s `timings`: queue, route, embed, cache, execute, db, llm, record, total; see
+`analysis.stages` for how they nest). Null when the method reported none; a stage missing from a
+map did not run. A map, not a column per stage, so a stage the server adds later is kept as is.
+Runs recorded before this column load with it null (`analysis.report.load_history`).
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ HISTORY_SCHEMA = pa.schema(
         # A failed write: the server's `data.applied` (false = refused, not applied; null =
         # outcome unknown, so possibly applied).
         pa.field("applied", pa.bool_()),
+        # float32: ms to 3 decimals for anything under ~10 s, half the bytes of float64
+        pa.field("server_timings", pa.map_(pa.string(), pa.float32())),
     ]
 )
 

@@ -23,10 +23,15 @@ def format_duration(seconds: float) -> str:
 
 
 def verdict(criteria: list[Criterion], metric: str) -> str:
-    """✓ if every criterion judging `metric` passed, ✗ if one failed, – if none judged it."""
+    """✓ if every criterion judging `metric` passed, ✗ if one failed, ⚠ if one could not be
+    judged (the load generator saturated), – if none judged it."""
     judged = [c for c in criteria if c.metric == metric and not c.skipped]
     if not judged:
         return "–"
+    if any(c.failed and not c.not_measurable for c in judged):
+        return "✗"
+    if any(c.not_measurable for c in judged):
+        return "⚠"
     return "✓" if all(c.passed for c in judged) else "✗"
 
 
@@ -101,8 +106,13 @@ def dashboard_box(
     if stale_reads is not None:
         lines.append(_row("Stale Reads:", str(stale_reads), verdict(criteria, "stale_reads")))
     lines += [_line(), f"└{rule}┘"]
+    generator = metrics.get("load_generator") or {}
+    if generator.get("saturated"):
+        lines.append(f"⚠ {generator['reason']}: timing criteria not measurable")
     for c in criteria:
-        if c.failed or (c.skipped and c.blocks):
+        if c.not_measurable and c.failed:
+            lines.append(f"⚠ {'' if c.critical else '(non-critical) '}{c.message()}")
+        elif c.failed or (c.skipped and c.blocks):
             lines.append(f"✗ {'' if c.critical else '(non-critical) '}{c.message()}")
         elif c.skipped:
             lines.append(f"⊘ {c.message()}")

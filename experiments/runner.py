@@ -29,10 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from analysis import checks
+from actors import loop_health
+from analysis import checks, generator
 from analysis.checks import Criterion, Evidence
 from analysis.coherency import CoherencyReport
-from analysis.metrics import summarize
+from analysis.metrics import WARMUP_PHASES, summarize
 from analysis.report import all_criteria, write_report
 from analysis.resources import leak_criteria, resource_criteria
 from analysis.schema import concat
@@ -81,6 +82,10 @@ class Experiment:
         """How many agents the scenario wants in total (None: the preset's); the runner
         rounds up to a whole number per swarm."""
         return None
+
+    #: Phases whose timings no criterion judges: a load generator saturated only there does not
+    #: make the timing criteria not measurable (`analysis.generator`).
+    untimed_phases: tuple[str, ...] = WARMUP_PHASES
 
     #: True: the experiment starts the nemesis itself (`run.config.nemesis.start(run)`, e.g. at
     #: its load phase); False: the schedule's clock starts when the run is up.
@@ -179,8 +184,10 @@ def run_experiment(
             finally:
                 if nemesis is not None:
                     nemesis.stop()  # heals whatever is still applied
+            published = _ray_metrics_published(run)
             result = run.gather()
             run_id = run.run_id
+            phase_reports = list(run.reports)
     finally:
         if nemesis is not None:
             nemesis.close()
@@ -207,11 +214,22 @@ def run_experiment(
         )
     )
     judged = checks.allow_skips(all_criteria(criteria, outcome.coherency), args.allow_skip)
+    # A saturated generator measured itself: its timing criteria are not measurable, not passed.
+    judged = generator.judge_timing(judged, phase_reports, experiment.untimed_phases)
     metrics = {
         **summarize(result.table),
         **outcome.metrics,
         "clocks": result.clocks,
         "facts": facts,
+        # Requests the swarms handed to ray.util.metrics (the Ray dashboard's view of the run).
+        "ray_metrics_published": published,
+        "load_generator": {
+            **generator.summary(phase_reports, experiment.untimed_phases),
+            "thresholds": {
+                "loop_lag_ms_p99": loop_health.SATURATED_LAG_MS,
+                "cpu_percent": loop_health.SATURATED_CPU_PERCENT,
+            },
+        },
     }
     metrics["injected_bugs"] = bugs
     write_report(
@@ -284,6 +302,14 @@ def _resource_criteria(result: RunResult) -> list[Criterion]:
     judged = resource_criteria(result.resources, instances=instances)
     judged += leak_criteria(result.resources)
     return [dataclasses.replace(c, critical=False) for c in judged]
+
+
+def _ray_metrics_published(run: ClusterRun) -> int | None:
+    """Samples the swarms published as Ray metrics (`actors.ray_metrics`); None if unknown."""
+    try:
+        return sum(int(s.get("metrics_published", 0)) for s in run.status())
+    except ray.exceptions.RayError:
+        return None
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:

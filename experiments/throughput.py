@@ -207,6 +207,7 @@ class ThroughputExperiment(Experiment):
                 f"{DEGRADATION_SLACK_MS:g} ms and rate ≥ {MIN_RPS_FRACTION:.0%} of first",
                 section=SECTION,
                 critical=timing,
+                timing=True,
             ),
             checks.at_most(
                 "cpu_usage",

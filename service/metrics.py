@@ -159,7 +159,13 @@ def _pool(services: Services) -> Iterator[Any]:
         "tmws_db_pool",
         "PostgreSQL pool",
         stats,
-        ("acquired_total", "queued_total", "exhausted_total", "connections_lost_total"),
+        (
+            "acquired_total",
+            "queued_total",
+            "exhausted_total",
+            "outage_waits_total",
+            "connections_lost_total",
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.embedding import count_tokens, counting_tokenizer
+from service.embedding import count_tokens, token_offsets
 
 BASELINE_TOKENS = 400
 #: Longest query text kept in a prompt, so a long query cannot eat the whole budget.
@@ -112,10 +112,7 @@ def truncate_tokens(text: str, limit: int) -> str:
     """The longest prefix of `text` holding at most `limit` tokens (cut on a token boundary)."""
     if limit <= 0:
         return ""
-    encoding = counting_tokenizer()(
-        text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
-    )
-    offsets = encoding["offset_mapping"]
+    offsets = token_offsets(text)
     if len(offsets) <= limit:
         return text
     return text[: offsets[limit - 1][1]]

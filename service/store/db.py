@@ -128,6 +128,9 @@ class Database:
         self._waiting_peak = 0
         self._acquired_total = 0
         self._exhausted_total = 0
+        # Borrows that timed out while PostgreSQL was not answering: an outage, not a busy pool,
+        # so they are not counted as exhausted (pool_stress judges exhaustion).
+        self._outage_waits_total = 0
         self._wait_ms_max = 0.0
         self._wait_ms_sum = 0.0
         self._retries_total = 0
@@ -308,8 +311,8 @@ class Database:
         except TimeoutError as exc:
             # Usually every connection is busy; a server too slow to accept a new one lands
             # here as well, and from the caller's view it is the same bound being hit.
-            self._exhausted_total += 1
             if self.liveness.in_doubt:
+                self._outage_waits_total += 1
                 # The connections are held by calls stuck on a server that stopped answering
                 # (a deadline expired, no probe has answered since): that is the database's
                 # outage, not a busy pool, and the caller must hear so.
@@ -319,6 +322,7 @@ class Database:
                     "stuck past their deadline; liveness probe pending)",
                     {"timeout_s": timeout, "dependency": "database"},
                 ) from exc
+            self._exhausted_total += 1
             raise PoolExhausted(
                 f"no database connection within {timeout}s: {self._in_use}/"
                 f"{self._pool.get_max_size()} connections in use, "
@@ -388,6 +392,7 @@ class Database:
             "waiting_peak": self._waiting_peak,
             "acquired_total": acquired,
             "exhausted_total": self._exhausted_total,
+            "outage_waits_total": self._outage_waits_total,
             "queued_total": self._queued_total,
             "acquire_wait_ms_max": round(self._wait_ms_max, 3),
             "acquire_wait_ms_avg": round(self._wait_ms_sum / acquired, 3) if acquired else 0.0,

@@ -87,33 +87,25 @@ async def store_memory(ctx: CallContext, args: StoreMemoryArgs) -> dict[str, Any
     check_writable(ctx)
     embedding = await ctx.services.embedder.embed(args.content)
     store = MemoryStore(database(ctx))
+    memory = (namespace, ctx.agent_id, args.content, embedding)
+    fields = {
+        "tags": args.tags,
+        "importance": args.importance,
+        "shared": args.shared,
+        "metadata": args.metadata,
+    }
     late_ms = ctx.services.settings.bugs.ack_before_commit_ms
     if late_ms:  # injected bug: answer now; commit and bump later
         row = await store.store_committing_later(
             late_ms / 1000.0,
             lambda: bump_version(ctx, "store_memory", namespace, shared=args.shared),
-            namespace,
-            ctx.agent_id,
-            args.content,
-            embedding,
-            tags=args.tags,
-            importance=args.importance,
-            shared=args.shared,
-            metadata=args.metadata,
+            *memory,
+            **fields,
         )
         return {**{k: row[k] for k in ("memory_id", "namespace", "shared", "created_at")},
                 "version_written": None}  # fmt: skip
     async with write_outcome(ctx, "store_memory", namespace, shared=args.shared):
-        row = await store.store(
-            namespace,
-            ctx.agent_id,
-            args.content,
-            embedding,
-            tags=args.tags,
-            importance=args.importance,
-            shared=args.shared,
-            metadata=args.metadata,
-        )
+        row = await store.store(*memory, **fields)
     version = await bump_version(ctx, "store_memory", namespace, shared=args.shared)
     return {
         "memory_id": row["memory_id"],

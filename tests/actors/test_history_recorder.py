@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from actors.recorder import (
     ALL,
     CLIENT_TIMEOUT,
@@ -13,7 +15,7 @@ from actors.recorder import (
 )
 from actors.workload import RequestSpec
 from analysis import hdr
-from analysis.schema import HISTORY_SCHEMA
+from analysis.schema import HISTORY_SCHEMA, HistoryBuffer
 
 READ = RequestSpec("execute_pattern", {"query": "q"}, "read", "agent-1", key="q")
 
@@ -161,3 +163,15 @@ def test_open_loop_rows_keep_intended_and_actual_send_times() -> None:
 def test_global_version_is_recorded() -> None:
     assert _row(Outcome.ok({"version": 3, "global_version": 9}))["global_version_seen"] == 9
     assert _row(Outcome.ok({"version": 3}))["global_version_seen"] is None
+
+
+def test_server_stage_timings_are_kept_and_null_when_not_reported() -> None:
+    timings = {"queue": 0.4, "route": 1, "cache": 2.5, "bogus": "x", "total": 4.25}
+    row = _row(Outcome.ok({"timings": timings}))
+    assert row["server_timings"] == {"queue": 0.4, "route": 1.0, "cache": 2.5, "total": 4.25}
+    assert _row(Outcome.ok({"success": True}))["server_timings"] is None
+    assert _row(Outcome.client_failure(CLIENT_TIMEOUT, "late"))["server_timings"] is None
+    buf = HistoryBuffer()
+    buf.append(**row)
+    stored = buf.drain().column("server_timings").to_pylist()[0]
+    assert dict(stored) == pytest.approx(row["server_timings"])

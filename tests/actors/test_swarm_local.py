@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from actors.agents import Endpoint, Swarm, SwarmConfig
+from actors.ray_mirror import PrometheusMirror, registry_of
 from actors.recorder import CONNECTION_LOST, NO_INSTANCE, merge_outputs
 from actors.service_instance import ServiceHost
 from actors.workload import Workload
@@ -74,6 +75,9 @@ async def test_closed_loop_every_request_is_one_row(hosts: list[ServiceHost]) ->
     finally:
         await swarm.close()
     assert report.sent == 60 and report.recorded == 60
+    # The instance's /metrics mirror into Ray gauges (what ServiceInstance.stats publishes).
+    mirror = PrometheusMirror(hosts[0].settings.instance_id)
+    assert mirror.publish(registry_of(hosts[0].app)) > 20
     table, hists = merge_outputs([swarm.drain()])
     assert table.num_rows == 60
     assert pc.all(table["success"]).as_py(), table.filter(pc.invert(table["success"])).to_pylist()[

@@ -43,6 +43,10 @@ def test_single_node_local_ray_runs_and_cleans_up(infra: Any, tmp_path: Path) ->
         assert len({i.node_id for i in run.instance_infos}) == 1
         assert sum(run.sessions.values()) == 60
         reports = run.phase("load")
+        # ray.util.metrics rode along: every request published by its swarm, and every
+        # instance's /metrics mirrored into Ray gauges when its stats were sampled.
+        assert sum(s["metrics_published"] for s in run.status()) == 60 * 3
+        assert all(s["ray_metrics_set"] > 20 for s in run.instance_stats())
         result = run.gather()
     print(f"\nlocal single-node bring-up {bring_up:.1f}s; rows {result.table.num_rows}")
     assert sum(r.sent for r in reports) == 60 * 3 == result.table.num_rows

@@ -4,7 +4,8 @@ preset's own labels and counts of instances and swarms, reduced agents and CPU s
 
 Checks the placement the cloud needs: each instance on a node of its own, and only on instance
 nodes; swarms only on swarm nodes and spread over them; nothing on the head; rows from every
-instance; no process left behind.
+instance; nothing left running on the cluster (every process it started is checked gone when
+the shared cluster of conftest.py shuts down).
 """
 
 from __future__ import annotations
@@ -18,53 +19,42 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
-from cluster.run import ClusterRun, RunConfig, child_processes, leaked_processes
+from cluster.run import ClusterRun, RunConfig
 from cluster.topology import load_preset
+from tests.cluster.multi_node.conftest import INSTANCE_NODES, SWARM_CPUS, SWARM_NODES, MultiNode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
-INSTANCE_NODES = 3
-SWARM_NODES = 2
 AGENTS_PER_SWARM = 10
 
 
-def test_cloud_preset_places_instances_and_swarms_by_label(infra: Any, tmp_path: Path) -> None:
+def test_cloud_preset_places_instances_and_swarms_by_label(
+    infra: Any, tmp_path: Path, multi_node: MultiNode
+) -> None:
     cloud = load_preset("cloud")
-    swarms_per_node = -(-cloud.swarms // SWARM_NODES)
+    swarms_per_node = multi_node.swarms_per_node
     # The cloud's labels and counts; CPU shares and agents cut to fit two real cores.
     preset = dataclasses.replace(
         cloud,
         name="cloud-simulated",
         agents_per_swarm=AGENTS_PER_SWARM,
         instance_cpus=1,
-        swarm_cpus=0.5,
+        swarm_cpus=SWARM_CPUS,
         instance_env={"TMWS_POOL_MIN": "2", "TMWS_POOL_MAX": "5"},
         warmup_workload={"mix": {"ping": 1}, "requests_per_agent": 1},
         workload={"mix": {"ping": 1, "get_agent_info": 1}, "requests_per_agent": 2},
     )
-    before = child_processes()
     started = time.monotonic()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    config = RunConfig(
+        scenario="cloud-simulated",
+        preset=preset,
+        out_dir=tmp_path,
+        address=multi_node.address,
+        infra=infra,
+        progress=False,
+    )
     try:
-        for _ in range(INSTANCE_NODES):
-            cluster.add_node(num_cpus=1, resources=dict(cloud.instance_resources))
-        for _ in range(SWARM_NODES):
-            labels = {k: v * swarms_per_node for k, v in cloud.swarm_resources.items()}
-            cluster.add_node(num_cpus=swarms_per_node * preset.swarm_cpus, resources=labels)
-        cluster.wait_for_nodes()
-        print(
-            f"\n{1 + INSTANCE_NODES + SWARM_NODES}-node cluster in {time.monotonic() - started:.0f}s"
-        )
-        config = RunConfig(
-            scenario="cloud-simulated",
-            preset=preset,
-            out_dir=tmp_path,
-            address=cluster.address,
-            infra=infra,
-            progress=False,
-        )
         with ClusterRun(config) as run:
             resources = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
             instance_nodes = [i.node_id for i in run.instance_infos]
@@ -74,13 +64,12 @@ def test_cloud_preset_places_instances_and_swarms_by_label(infra: Any, tmp_path:
             run.phase("warm-up", preset.warmup_workload)
             run.phase("load", preset.workload)
             table = run.gather().table
-        print(f"bring-up, two phases, teardown: {time.monotonic() - started:.0f}s")
+        print(f"\nbring-up, two phases, teardown: {time.monotonic() - started:.0f}s")
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        cluster.shutdown()
-    leaked = leaked_processes(before)
-    assert not leaked, [(p.pid, p.name()) for p in leaked]
+    assert run.instances == [] and run.swarms == []  # its actors killed at teardown
+    assert len(resources) == 1 + INSTANCE_NODES + SWARM_NODES
 
     assert strategy == "STRICT_SPREAD"
     assert len(set(instance_nodes)) == cloud.instances, "one instance per node"

@@ -1,9 +1,10 @@
-"""Acceptance: a 3-node Ray cluster on one machine, 3 ServiceInstances on 3 nodes, 300 agents.
+"""Acceptance: a multi-node Ray cluster on one machine, 3 ServiceInstances on 3 nodes, 300 agents.
 
-Uses `ray.cluster_utils.Cluster` (loopback, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 from conftest) and
-the session's real Redis + PostgreSQL. One run covers: placement on distinct nodes, one row per
+Uses the `ray.cluster_utils.Cluster` of conftest.py (loopback, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+from tests/conftest.py; five nodes with CPU, shared with test_cloud_preset) and the session's real
+Redis + PostgreSQL. One run of the ci preset covers: placement on distinct nodes, one row per
 request with nothing lost, killing an instance mid-run (agents move, failures are rows), and no
-processes left behind.
+processes left behind (checked when the shared cluster shuts down).
 """
 
 from __future__ import annotations
@@ -17,46 +18,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
 from actors.recorder import CLIENT_TIMEOUT, CONNECTION_LOST, NO_INSTANCE
-from cluster.run import ClusterRun, RunConfig, child_processes, leaked_processes
+from cluster.run import ClusterRun, RunConfig
 from cluster.topology import load_preset
+from tests.cluster.multi_node.conftest import MultiNode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-NODES = 3
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Cluster]:
-    """Three Ray nodes (2 logical CPUs each) on loopback; every process checked gone afterwards."""
-    before = child_processes()
-    started = time.monotonic()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    try:
-        for _ in range(NODES - 1):
-            cluster.add_node(num_cpus=2)
-        cluster.wait_for_nodes()
-        print(f"\n3-node Ray cluster up in {time.monotonic() - started:.1f}s")
-        yield cluster
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        cluster.shutdown()
-        leaked = leaked_processes(before)
-        assert not leaked, f"processes left behind: {[(p.pid, p.name()) for p in leaked]}"
 
 
 @pytest.fixture(scope="module")
 def run(
-    ray_cluster: Cluster, infra: Any, tmp_path_factory: pytest.TempPathFactory
+    multi_node: MultiNode, infra: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterRun]:
     config = RunConfig(
         scenario="cluster-acceptance",
         preset=load_preset("ci"),
         out_dir=tmp_path_factory.mktemp("cluster-run"),
-        address=ray_cluster.address,
+        address=multi_node.address,
         infra=infra,
         progress=True,
     )
