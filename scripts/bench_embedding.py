@@ -11,6 +11,16 @@ Prints, on this machine, with the real MiniLM model and TMWS_TORCH_THREADS threa
 - a repeated text: an LRU hit (after) against encoding it again (before).
 
     .venv/bin/python scripts/bench_embedding.py --rounds 40 --arrivals 300 --rate 100
+
+`--stages` prints instead where one NEW routing query's milliseconds go (issue 13: routing under
+10 ms p95, embedding included), p50/p95 over `--queries` distinct design-family queries (never
+the held-out ones the latency experiment times): tokenising, the transformer forward in torch
+eager (`MiniLM._encoder`) and in ONNX Runtime (its exported graph; and the largest difference of
+their vectors), pooling, the whole
+`encode_sync` per backend, `Embedder.embed` of an idle encoder (the thread hand-off included),
+the regex triggers, the learned decision after the embedding, and `HybridRouter.route` whole.
+
+    .venv/bin/python scripts/bench_embedding.py --stages --queries 200
 """
 
 from __future__ import annotations
@@ -31,8 +41,17 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from service.config import Settings  # noqa: E402
-from service.embedding import _ENCODE_LOCK, Embedder, encode_sync, load_model  # noqa: E402
+from service.config import EmbeddingSettings, Settings  # noqa: E402
+from service.embedding import (  # noqa: E402
+    _ENCODE_LOCK,
+    Embedder,
+    _direct_for,
+    backend_in_use,
+    encode_sync,
+    load_model,
+    set_torch_threads,
+    use_backend,
+)
 
 
 def st_encode(texts: Sequence[str]) -> np.ndarray:
@@ -165,12 +184,124 @@ async def main_async(args: argparse.Namespace) -> None:
     )
 
 
+def _p(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q))
+
+
+def _row(name: str, samples: list[float]) -> None:
+    print(
+        f"  {name:44s} p50 {_p(samples, 50):7.3f} ms   p95 {_p(samples, 95):7.3f} ms   "
+        f"mean {statistics.mean(samples):7.3f} ms"
+    )
+
+
+def _timed(fn: Callable[[str], object], queries: list[str]) -> list[float]:
+    for query in queries[:5]:
+        fn(query)  # warm: first calls of a shape allocate
+    out = []
+    for query in queries:
+        started = time.perf_counter()
+        fn(query)
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
+
+
+async def stages_async(args: argparse.Namespace) -> None:
+    """Where one new routing query's milliseconds go, stage by stage, both backends."""
+    import torch
+
+    from service.patterns import route_eval
+    from service.patterns.registry import PatternRegistry
+    from service.patterns.router import HybridRouter, regex_hits
+
+    settings = Settings.from_env()
+    threads = settings.embedding.torch_threads
+    set_torch_threads(threads)
+    queries = list(dict.fromkeys(r["query"] for r in route_eval.design_rows()))
+    # A fixed spread over the design families, never the held-out set the experiment times.
+    step = max(1, len(queries) // args.queries)
+    queries = queries[::step][: args.queries]
+    torch_direct = _direct_for("torch", threads)
+    onnx_direct = _direct_for("onnx", threads)
+    assert torch_direct is not None and onnx_direct is not None
+    tokens = [int(torch_direct.tokenize([q])[1].sum()) for q in queries]
+    print(
+        f"{len(queries)} distinct design-family queries, {int(np.median(tokens))} tokens median "
+        f"(max {max(tokens)}, [CLS]/[SEP] included); {threads} thread(s); {os.cpu_count()} CPUs; "
+        f"onnx in use: {onnx_direct.onnx is not None}"
+    )
+
+    def tokenise(q: str) -> object:
+        return torch_direct.tokenize([q])
+
+    def forward_torch(q: str) -> object:
+        ids, mask = tokenise(q)
+        with torch.inference_mode():
+            return torch_direct._encoder(torch.from_numpy(ids), torch.from_numpy(mask))
+
+    def forward_onnx(q: str) -> object:
+        ids, mask = tokenise(q)
+        return onnx_direct.onnx.hidden(ids, mask) if onnx_direct.onnx is not None else None
+
+    print("encoder stages (one query at a time, no cache):")
+    _row("tokenise", _timed(tokenise, queries))
+    _row("tokenise + forward, torch eager", _timed(forward_torch, queries))
+    _row("tokenise + forward, onnx runtime", _timed(forward_onnx, queries))
+    _row(
+        "encode_sync, torch (+ pool, normalise)",
+        _timed(lambda q: torch_direct.encode([q]), queries),
+    )
+    _row(
+        "encode_sync, onnx (+ pool, normalise)", _timed(lambda q: onnx_direct.encode([q]), queries)
+    )
+    diff = np.abs(torch_direct.encode(queries[:32]) - onnx_direct.encode(queries[:32])).max()
+    print(f"  largest |torch - onnx| over 32 query vectors: {diff:.1e}")
+    # Under load the embedder encodes batches: the backend must not lose there either.
+    batches = [queries[i : i + 16] for i in range(0, len(queries) - 15, 16)]
+    for name, direct in (("torch", torch_direct), ("onnx", onnx_direct)):
+        per_text = per_call_ms(direct.encode, batches)
+        print(f"  batch of 16, {name:5s} per text {per_text:7.3f} ms ({len(batches)} batches)")
+
+    registry = PatternRegistry.load(settings.patterns_path)
+    patterns = list(registry.patterns)
+    for backend in ("torch", "onnx"):
+        use_backend(backend)
+        embedder = Embedder(EmbeddingSettings(torch_threads=threads, cache_size=0, backend=backend))
+        router = await HybridRouter.build(registry, embedder)
+        print(f"service path, backend {backend_in_use()}:")
+        idle: list[float] = []
+        for q in queries:
+            started = time.perf_counter()
+            await embedder.embed(q + " ")  # a text it never saw: no LRU, no shared future
+            idle.append((time.perf_counter() - started) * 1000.0)
+        _row("Embedder.embed, idle encoder (thread hand-off)", idle)
+        vectors = encode_sync(queries)
+        _row("regex triggers", _timed(lambda q: regex_hits(q, patterns), queries))
+        decide: list[float] = []
+        for q, v in zip(queries, vectors, strict=True):
+            started = time.perf_counter()
+            probs = router.model.probabilities(v, q)
+            named = dict(zip(router.model.classes, (float(p) for p in probs), strict=True))
+            router._model_decision(v, named, router._index, "balanced")
+            decide.append((time.perf_counter() - started) * 1000.0)
+        _row("learned decision after the embedding", decide)
+        whole: list[float] = []
+        for q in queries:
+            started = time.perf_counter()
+            await router.route(q + "  ")
+            whole.append((time.perf_counter() - started) * 1000.0)
+        _row("HybridRouter.route whole (new query)", whole)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--arrivals", type=int, default=300, help="texts in the arrival test")
     parser.add_argument("--rate", type=float, default=100.0, help="their arrival rate, per s")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--stages", action="store_true", help="one routing query, stage by stage")
+    parser.add_argument("--queries", type=int, default=200, help="queries timed with --stages")
+    args = parser.parse_args()
+    asyncio.run(stages_async(args) if args.stages else main_async(args))
     return 0
 
 

@@ -11,4 +11,6 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Export the MiniLM encoder's ONNX graph once (~10 s, cached) before tests start servers side by side.
+.venv/bin/python -c "from service.embedding import encode_sync; encode_sync(['ok'])"
 exec .venv/bin/pytest "$@"

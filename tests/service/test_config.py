@@ -46,6 +46,7 @@ def test_values_are_read_and_typed() -> None:
         ({"TMWS_TORCH_THREADS": "two"}, "TMWS_TORCH_THREADS"),
         ({"TMWS_EMBED_MAX_BATCH": "0"}, "TMWS_EMBED_MAX_BATCH"),
         ({"TMWS_EMBED_CACHE_SIZE": "-5"}, "TMWS_EMBED_CACHE_SIZE"),
+        ({"TMWS_EMBED_BACKEND": "tensorflow"}, "TMWS_EMBED_BACKEND"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -60,6 +61,8 @@ def test_embedding_settings_are_read_from_the_environment() -> None:
         {"TMWS_TORCH_THREADS": "2", "TMWS_EMBED_CACHE_SIZE": "0", "TMWS_EMBED_MAX_BATCH": "8"}
     ).embedding
     assert (settings.torch_threads, settings.cache_size, settings.max_batch) == (2, 0, 8)
+    assert default.backend == "onnx"
+    assert Settings.from_env({"TMWS_EMBED_BACKEND": "torch"}).embedding.backend == "torch"
     assert not Settings.from_env({}).record_waits_on_hits
     assert Settings.from_env({"TMWS_RECORD_WAITS_ON_HITS": "true"}).record_waits_on_hits
 
