@@ -14,4 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap_venv.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# Export the MiniLM encoder's ONNX graph once (~10 s, cached) so three instances do not each do it.
+.venv/bin/python -c "from service.embedding import encode_sync; encode_sync(['ok'])"
 exec .venv/bin/python experiments/coherency.py --scale laptop "$@"
