@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service.config import onnx_graph_dir
+
 if TYPE_CHECKING:
     from service.minilm import MiniLM
 
@@ -45,8 +47,7 @@ class OnnxUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get("TMWS_EMBED_ONNX_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "tmws" / "onnx"
+    return onnx_graph_dir()
 
 
 def _version(package: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -59,10 +60,13 @@ def test_this_virtualenv_has_everything() -> None:
     ],
 )
 def test_a_python_without_site_packages_gets_one_line(command: list[str]) -> None:
-    """`-S`: only the standard library, as in a job whose `python` is not the project's."""
+    """`-S`: only the standard library, as in a job whose `python` is not the project's. The
+    checkout is on PYTHONPATH, as `ray job submit --working-dir` puts it (scripts do not edit
+    `sys.path`; installed, the project is importable anyway)."""
     done = subprocess.run(
         [sys.executable, "-S", *command],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
