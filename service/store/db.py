@@ -82,6 +82,19 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}")
 
 
+async def connect_once(url: str, timeout_s: float) -> asyncpg.Connection:
+    """One connection outside any pool (migrations, the start-up wait), with the pool's error
+    mapping: no connection within `timeout_s` or a refused one is "database unavailable"."""
+    try:
+        return await asyncpg.connect(url, timeout=timeout_s)
+    except TimeoutError as exc:
+        raise DatabaseUnavailable(
+            f"database unavailable: no connection within {timeout_s}s"
+        ) from exc
+    except UNAVAILABLE_ERRORS as exc:
+        raise unavailable(exc) from exc
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Every pooled connection decodes `vector` to pgvector.Vector and accepts numpy/list parameters.
     await register_vector(conn)

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from service.errors import DatabaseUnavailable, TMWSError
-from service.store.db import UNAVAILABLE_ERRORS, unavailable
+from service.errors import TMWSError
+from service.store.db import UNAVAILABLE_ERRORS, connect_once, unavailable
 from service.store.vector_index import VectorIndexKind, ensure_vector_index
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -172,14 +172,7 @@ async def backup(database_url: str, backup_dir: Path, *, label: str = "") -> Pat
 
 
 async def _connect(database_url: str) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(database_url, timeout=_CONNECT_TIMEOUT_S)
-    except TimeoutError as exc:
-        raise DatabaseUnavailable(
-            f"database unavailable: no connection within {_CONNECT_TIMEOUT_S}s"
-        ) from exc
-    except UNAVAILABLE_ERRORS as exc:
-        raise unavailable(exc) from exc
+    return await connect_once(database_url, _CONNECT_TIMEOUT_S)
 
 
 async def _applied(conn: asyncpg.Connection) -> dict[int, asyncpg.Record]:

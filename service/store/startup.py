@@ -14,10 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import asyncpg
-
 from service.errors import DatabaseUnavailable
-from service.store.db import UNAVAILABLE_ERRORS, unavailable
+from service.store.db import UNAVAILABLE_ERRORS, connect_once, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +62,11 @@ async def wait_for_database(
 
 
 async def _probe(url: str, timeout_s: float) -> None:
-    try:
-        conn = await asyncpg.connect(url, timeout=timeout_s)
-    except TimeoutError as exc:
-        raise DatabaseUnavailable(
-            f"database unavailable: no connection within {timeout_s:.1f}s"
-        ) from exc
-    except UNAVAILABLE_ERRORS as exc:
-        raise unavailable(exc) from exc
+    conn = await connect_once(url, timeout_s)
     try:
         await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout_s)
     except TimeoutError as exc:
-        raise DatabaseUnavailable(
-            f"database unavailable: no answer within {timeout_s:.1f}s"
-        ) from exc
+        raise DatabaseUnavailable(f"database unavailable: no answer within {timeout_s}s") from exc
     except UNAVAILABLE_ERRORS as exc:
         raise unavailable(exc) from exc
     finally:
