@@ -152,10 +152,10 @@ class CacheSettings:
             raise ConfigError(f"TMWS_REDIS_POOL_MAX={self.redis_pool_max} must be >= 1")
 
 
-def onnx_graph_dir(environ: Mapping[str, str] | None = None) -> Path:
+def onnx_graph_dir() -> Path:
     """Where the exported encoder graph is kept (`TMWS_EMBED_ONNX_DIR`): read here, at the first
     encode, because processes that never build `Settings` encode too (the suite's warm step)."""
-    configured = (os.environ if environ is None else environ).get("TMWS_EMBED_ONNX_DIR")
+    configured = os.environ.get("TMWS_EMBED_ONNX_DIR")
     return Path(configured) if configured else Path.home() / ".cache" / "tmws" / "onnx"
 
 

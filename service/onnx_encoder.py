@@ -46,8 +46,8 @@ class OnnxUnavailable(RuntimeError):
     """onnxruntime/onnx are missing, or the export or its check failed."""
 
 
-def cache_dir() -> Path:
-    return onnx_graph_dir()
+#: Where the exported graph is kept (`TMWS_EMBED_ONNX_DIR`, read by config).
+cache_dir = onnx_graph_dir
 
 
 def _version(package: str) -> str:
